@@ -1,0 +1,25 @@
+# redeye: the two commands of the README are `make demo` and `make test`; both run `setup` first.
+.PHONY: setup setup-opencv build test bench demo clean
+
+# The ONNX Runtime library scripts/setup.sh fetches; tests and benches load it from here.
+export ORT_DYLIB_PATH ?= $(CURDIR)/third_party/onnxruntime/libonnxruntime.so
+
+setup:
+	@bash scripts/setup.sh
+
+# Also the OpenCV venv used to regenerate tests/fixtures/golden and by `bench` for comparison.
+setup-opencv:
+	@bash scripts/setup.sh opencv
+
+build: setup
+	cargo build --release --locked
+
+test: setup
+	cargo nextest run --locked --no-fail-fast
+
+bench: setup-opencv
+	cargo run --release --locked -- bench vision
+
+clean:
+	cargo clean
+	rm -rf .cache third_party

@@ -1,0 +1,1 @@
+//! Redis: topology, keys, streams, cache, events (written next).

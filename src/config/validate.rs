@@ -1,0 +1,351 @@
+//! Semantic checks of a parsed `cameras.toml`: every problem at once, each with its path so that
+//! `load::locate_problems` can point at its line.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use url::Url;
+
+use super::{CameraConfig, Config, Problem, Seg};
+
+/// Accepted range of a camera's sampling rate, frames per second.
+pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
+
+/// Collects problems under a growing path.
+struct Checker<'a> {
+    config: &'a Config,
+    problems: Vec<Problem>,
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_owned())
+}
+
+/// Builds a path from keys and indices, e.g. `path!["group", 1, "camera", 0, "url"]`.
+macro_rules! path {
+    ($($seg:expr),* $(,)?) => { vec![$(IntoSeg::into_seg($seg)),*] };
+}
+
+trait IntoSeg {
+    fn into_seg(self) -> Seg;
+}
+impl IntoSeg for &str {
+    fn into_seg(self) -> Seg {
+        key(self)
+    }
+}
+impl IntoSeg for usize {
+    fn into_seg(self) -> Seg {
+        Seg::Index(self)
+    }
+}
+
+pub(super) fn problems(config: &Config) -> Vec<Problem> {
+    let mut c = Checker { config, problems: Vec::new() };
+    c.redis();
+    c.groups();
+    c.models();
+    c.numbers();
+    c.problems
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn redis(&mut self) {
+        let r = &self.config.redis;
+        let chosen: Vec<&str> = [
+            ("url", r.url.is_some()),
+            ("node", !r.nodes.is_empty()),
+            ("cluster", !r.cluster.is_empty()),
+            ("sentinel", r.sentinel.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if chosen.len() > 1 {
+            self.report(
+                path!["redis"],
+                format!(
+                    "choose one Redis topology, found {}: `url`, `[[redis.node]]`, `cluster` and \
+                     `[redis.sentinel]` exclude each other",
+                    chosen.join(", ")
+                ),
+            );
+        }
+        if let Some(url) = &r.url {
+            self.redis_url(path!["redis", "url"], url);
+        }
+        let mut node_names: HashMap<&str, usize> = HashMap::new();
+        for (i, node) in r.nodes.iter().enumerate() {
+            self.name(path!["redis", "node", i, "name"], "node", &node.name);
+            if let Some(first) = node_names.insert(&node.name, i) {
+                self.report(
+                    path!["redis", "node", i, "name"],
+                    format!("duplicate node name `{}` (also redis.node[{first}])", node.name),
+                );
+            }
+            self.redis_url(path!["redis", "node", i, "url"], &node.url);
+        }
+        if let Some(shared) = &r.shared_node {
+            if r.nodes.is_empty() {
+                self.report(path!["redis", "shared_node"], "`shared_node` needs `[[redis.node]]` entries");
+            } else if !node_names.contains_key(shared.as_str()) {
+                self.report(path!["redis", "shared_node"], undefined_node(shared, &node_names));
+            }
+        }
+        for (i, url) in r.cluster.iter().enumerate() {
+            self.redis_url(path!["redis", "cluster", i], url);
+        }
+        if let Some(s) = &r.sentinel {
+            if s.master_name.trim().is_empty() {
+                self.report(path!["redis", "sentinel", "master_name"], "must not be empty");
+            }
+            if s.addresses.is_empty() {
+                self.report(path!["redis", "sentinel", "addresses"], "give at least one sentinel address");
+            }
+            for (i, url) in s.addresses.iter().enumerate() {
+                self.redis_url(path!["redis", "sentinel", "addresses", i], url);
+            }
+            self.env_var(path!["redis", "sentinel", "password_env"], s.password_env.as_deref());
+        }
+        self.env_var(path!["redis", "username_env"], r.username_env.as_deref());
+        self.env_var(path!["redis", "password_env"], r.password_env.as_deref());
+        for (field, value) in [("key_prefix", &r.key_prefix), ("image_key_prefix", &r.image_key_prefix)] {
+            if value.is_empty() || value.contains(char::is_whitespace) || value.contains(['{', '}']) {
+                self.report(path!["redis", field], "must be non-empty, without whitespace or braces");
+            }
+        }
+        for (field, value) in [
+            ("cache_ttl_secs", r.cache_ttl_secs),
+            ("faces_stream_maxlen", r.faces_stream_maxlen),
+            ("dead_stream_maxlen", r.dead_stream_maxlen),
+            ("events_stream_maxlen", r.events_stream_maxlen),
+        ] {
+            if value == 0 {
+                self.report(path!["redis", field], "must be at least 1");
+            }
+        }
+    }
+
+    /// A Redis URL: parseable, redis:// or rediss://, and with no credentials in it.
+    fn redis_url(&mut self, path: Vec<Seg>, text: &str) {
+        match Url::parse(text) {
+            Err(e) => self.report(path, format!("`{text}` is not a URL: {e}")),
+            Ok(url) => {
+                if !matches!(url.scheme(), "redis" | "rediss") {
+                    self.report(
+                        path.clone(),
+                        format!("scheme must be redis:// or rediss://, not {}://", url.scheme()),
+                    );
+                }
+                if url.host_str().is_none_or(str::is_empty) {
+                    self.report(path.clone(), "the URL has no host");
+                }
+                if url.password().is_some() {
+                    self.report(
+                        path,
+                        "a password inside the URL is not accepted (it would end up in logs and in \
+                         version control): remove it and name an environment variable with \
+                         `password_env`",
+                    );
+                }
+            }
+        }
+    }
+
+    /// A named environment variable must be set (and not empty) when the config names one.
+    fn env_var(&mut self, path: Vec<Seg>, name: Option<&str>) {
+        let Some(name) = name else { return };
+        if name.is_empty() || name.contains(['=', '\0']) {
+            self.report(path, format!("`{name}` is not an environment variable name"));
+        } else if std::env::var_os(name).is_none_or(|v| v.is_empty()) {
+            self.report(path, format!("environment variable `{name}` is not set"));
+        }
+    }
+
+    /// Names become hash tags, key parts, metric labels: keep them plain.
+    fn name(&mut self, path: Vec<Seg>, what: &str, name: &str) {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.report(
+                path,
+                format!("{what} name `{name}` must be 1 to 64 characters of a-z, A-Z, 0-9, `-`, `_`, `.`"),
+            );
+        }
+    }
+
+    fn groups(&mut self) {
+        let config = self.config;
+        let nodes: HashMap<&str, usize> =
+            config.redis.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+        let pinned = !config.redis.nodes.is_empty();
+        if config.groups.is_empty() {
+            self.report(Vec::new(), "no camera groups: add at least one `[[group]]` with cameras");
+        }
+        let mut group_names: HashMap<&str, usize> = HashMap::new();
+        let mut camera_names: HashMap<&str, (usize, usize)> = HashMap::new();
+        for (g, group) in config.groups.iter().enumerate() {
+            self.name(path!["group", g, "name"], "group", &group.name);
+            if let Some(first) = group_names.insert(&group.name, g) {
+                self.report(
+                    path!["group", g, "name"],
+                    format!("duplicate group name `{}` (also group[{first}])", group.name),
+                );
+            }
+            match (&group.node, pinned) {
+                (Some(node), true) if !nodes.contains_key(node.as_str()) => {
+                    self.report(path!["group", g, "node"], undefined_node(node, &nodes));
+                }
+                (Some(_), false) => self.report(
+                    path!["group", g, "node"],
+                    "`node` pins a group to one of `[[redis.node]]`, and none are defined",
+                ),
+                (None, true) => self.report(
+                    path!["group", g],
+                    format!(
+                        "group `{}` needs `node = \"...\"`: with `[[redis.node]]` every group is pinned",
+                        group.name
+                    ),
+                ),
+                _ => {}
+            }
+            if group.detect_threads == 0 || group.detect_threads > 64 {
+                self.report(path!["group", g, "detect_threads"], "must be between 1 and 64");
+            }
+            if group.cameras.is_empty() {
+                self.report(path!["group", g], format!("group `{}` has no cameras", group.name));
+            }
+            for (c, camera) in group.cameras.iter().enumerate() {
+                self.name(path!["group", g, "camera", c, "name"], "camera", &camera.name);
+                if let Some((fg, fc)) = camera_names.insert(&camera.name, (g, c)) {
+                    self.report(
+                        path!["group", g, "camera", c, "name"],
+                        format!(
+                            "duplicate camera name `{}` (also group[{fg}].camera[{fc}]); camera names \
+                             are unique across all groups",
+                            camera.name
+                        ),
+                    );
+                }
+                self.camera(g, c, camera);
+            }
+        }
+    }
+
+    fn camera(&mut self, g: usize, c: usize, camera: &CameraConfig) {
+        let at = |field: &str| path!["group", g, "camera", c, field];
+        if !FPS_RANGE.contains(&camera.fps) {
+            self.report(
+                at("fps"),
+                format!("fps {} is out of range {}..={}", camera.fps, FPS_RANGE.start(), FPS_RANGE.end()),
+            );
+        }
+        self.env_var(at("username_env"), camera.username_env.as_deref());
+        self.env_var(at("password_env"), camera.password_env.as_deref());
+        if let Some(path) = self.config.file_source_path(&camera.url) {
+            if !path.is_file() {
+                self.report(at("url"), format!("file source {} does not exist", path.display()));
+            }
+            return;
+        }
+        match Url::parse(&camera.url) {
+            Err(e) => self.report(at("url"), format!("`{}` is not a URL: {e}", camera.url)),
+            Ok(url) => {
+                if url.scheme() != "rtsp" {
+                    self.report(
+                        at("url"),
+                        format!("scheme must be rtsp:// or file://, not {}://", url.scheme()),
+                    );
+                } else if url.host_str().is_none_or(str::is_empty) {
+                    self.report(at("url"), "the URL has no host");
+                }
+                if url.password().is_some() || !url.username().is_empty() {
+                    self.report(
+                        at("url"),
+                        "credentials inside the URL are not accepted: remove them and name \
+                         environment variables with `username_env` and `password_env`",
+                    );
+                }
+            }
+        }
+    }
+
+    fn models(&mut self) {
+        let config = self.config;
+        for (table, model) in [("detector", &config.detector.model), ("recognizer", &config.recognizer.model)]
+        {
+            self.file(path![table, "model"], "model file", model);
+        }
+        self.file(
+            path!["runtime", "onnxruntime"],
+            "ONNX Runtime library (run scripts/setup.sh, or set ORT_DYLIB_PATH)",
+            &config.runtime.onnxruntime,
+        );
+    }
+
+    fn file(&mut self, path: Vec<Seg>, what: &str, file: &Path) {
+        if !file.is_file() {
+            self.report(path, format!("{what} {} does not exist", file.display()));
+        }
+    }
+
+    fn numbers(&mut self) {
+        let config = self.config;
+        let d = &config.detector;
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !unit(d.score_threshold) {
+            self.report(path!["detector", "score_threshold"], "must be between 0 and 1");
+        }
+        if !unit(d.nms_threshold) {
+            self.report(path!["detector", "nms_threshold"], "must be between 0 and 1");
+        }
+        if d.input_size < 32 || d.input_size % 32 != 0 {
+            self.report(path!["detector", "input_size"], "must be a multiple of 32, at least 32");
+        }
+        let q = &config.quality;
+        if !unit(q.min_score) {
+            self.report(path!["quality", "min_score"], "must be between 0 and 1");
+        }
+        if q.min_face < 0.0 || q.min_sharpness < 0.0 {
+            self.report(path!["quality"], "min_face and min_sharpness must not be negative");
+        }
+        let r = &config.recognizer;
+        if r.dim == 0 || r.max_batch == 0 || r.input_size == 0 {
+            self.report(path!["recognizer"], "dim, max_batch and input_size must be at least 1");
+        }
+        if !(-1.0..=1.0).contains(&r.match_threshold) {
+            self.report(path!["recognizer", "match_threshold"], "a cosine threshold is between -1 and 1");
+        }
+        if let Some(t) = config.matching.threshold
+            && !(-1.0..=1.0).contains(&t)
+        {
+            self.report(path!["matching", "threshold"], "a cosine threshold is between -1 and 1");
+        }
+        if !(0.0..=2.0).contains(&config.matching.margin) {
+            self.report(path!["matching", "margin"], "must be between 0 and 2");
+        }
+        let w = &config.worker;
+        for (field, value) in [
+            ("batch", w.batch as u64),
+            ("block_ms", w.block_ms),
+            ("claim_idle_ms", w.claim_idle_ms),
+            ("max_deliveries", w.max_deliveries),
+            ("workers", w.workers as u64),
+        ] {
+            if value == 0 {
+                self.report(path!["worker", field], "must be at least 1");
+            }
+        }
+    }
+}
+
+fn undefined_node(name: &str, nodes: &HashMap<&str, usize>) -> String {
+    let mut known: Vec<&str> = nodes.keys().copied().collect();
+    known.sort_unstable();
+    format!("node `{name}` is not defined in `[[redis.node]]` (defined: {})", known.join(", "))
+}

@@ -1,0 +1,208 @@
+//! Loading ONNX Runtime and building sessions.
+//!
+//! `ort` is built with `load-dynamic`: the shared library is not linked but opened at run time,
+//! because ort's default (downloading binaries from a CDN at build time) cannot work offline.
+//! `scripts/setup.sh` puts a pinned `libonnxruntime.so` under `third_party/onnxruntime/`.
+//!
+//! We always go through [`ort::init_from`], which returns a `Result`; `ort::init()` (and any
+//! ort call made before initialisation) panics when the library is missing. ONNX Runtime allows
+//! one environment per process, so the first successful [`Runtime::init`] wins and later calls
+//! return the same runtime whatever path they pass.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use serde::{Deserialize, Serialize};
+
+use super::VisionError;
+
+/// Where the library is looked for when neither an explicit path nor `ORT_DYLIB_PATH` is given,
+/// relative to the current directory (the repository root in development).
+pub const DEFAULT_DYLIB: &str = "third_party/onnxruntime/libonnxruntime.so";
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// The process-wide ONNX Runtime: the loaded library and its single environment.
+#[derive(Debug)]
+pub struct Runtime {
+    env: Environment,
+    path: PathBuf,
+}
+
+impl Runtime {
+    /// Loads ONNX Runtime once per process. The path is `explicit`, else `$ORT_DYLIB_PATH`, else
+    /// [`DEFAULT_DYLIB`] relative to the current directory. Idempotent and thread-safe: once a
+    /// runtime is loaded it is returned as is.
+    pub fn init(explicit: Option<&Path>) -> Result<&'static Runtime, VisionError> {
+        if let Some(rt) = RUNTIME.get() {
+            return Ok(rt);
+        }
+        // Serialise first loads so that two threads do not both try to build an environment
+        // (the second would fail with "only one environment is allowed per process").
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rt) = RUNTIME.get() {
+            return Ok(rt);
+        }
+        let (path, origin) = resolve_path(explicit);
+        let rt = load(&path, origin)?;
+        Ok(RUNTIME.get_or_init(|| rt))
+    }
+
+    /// The library file that was loaded.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Builds a session for `model`. A missing file or a model ONNX Runtime rejects is a
+    /// [`VisionError::ModelLoad`] naming the file.
+    pub fn session(&self, model: &Path, opts: &SessionOptions) -> Result<Session, VisionError> {
+        let fail = |reason: String| VisionError::ModelLoad { model: model.to_path_buf(), reason };
+        if !model.is_file() {
+            return Err(fail("file not found (run scripts/setup.sh, or check the path)".into()));
+        }
+        let threads = opts.intra_threads.max(1);
+        Session::builder(&self.env)
+            .and_then(|b| Ok(b.with_intra_threads(threads)?))
+            .and_then(|b| Ok(b.with_optimization_level(opts.opt_level.into())?))
+            .and_then(|mut b| b.commit_from_file(model))
+            .map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// Per-session settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionOptions {
+    /// Threads ONNX Runtime uses inside one operator. Default 1: we scale by running one session
+    /// per worker thread, and several sessions each spinning many threads fight over the cores.
+    #[serde(default = "default_intra_threads")]
+    pub intra_threads: usize,
+    /// Graph optimisation level. Default `all`.
+    #[serde(default)]
+    pub opt_level: OptLevel,
+}
+
+fn default_intra_threads() -> usize {
+    1
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { intra_threads: default_intra_threads(), opt_level: OptLevel::default() }
+    }
+}
+
+/// ONNX Runtime graph optimisation level (our own enum so that it can live in config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptLevel {
+    Disable,
+    Basic,
+    Extended,
+    #[default]
+    All,
+}
+
+impl From<OptLevel> for GraphOptimizationLevel {
+    fn from(l: OptLevel) -> Self {
+        match l {
+            OptLevel::Disable => GraphOptimizationLevel::Disable,
+            OptLevel::Basic => GraphOptimizationLevel::Level1,
+            OptLevel::Extended => GraphOptimizationLevel::Level2,
+            OptLevel::All => GraphOptimizationLevel::All,
+        }
+    }
+}
+
+/// The path to try and a words-for-humans note on where it came from.
+fn resolve_path(explicit: Option<&Path>) -> (PathBuf, &'static str) {
+    let (p, origin) = match explicit {
+        Some(p) => (p.to_path_buf(), "given explicitly"),
+        None => match std::env::var_os("ORT_DYLIB_PATH") {
+            Some(v) if !v.is_empty() => (PathBuf::from(v), "from ORT_DYLIB_PATH"),
+            _ => (PathBuf::from(DEFAULT_DYLIB), "the default location"),
+        },
+    };
+    // ort resolves relative paths against the executable's directory first; make it absolute
+    // against the current directory so that the error names the file really tried.
+    let abs = if p.is_relative() { std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p) } else { p };
+    (abs, origin)
+}
+
+fn load(path: &Path, origin: &str) -> Result<Runtime, VisionError> {
+    let fail = |reason: String| VisionError::Runtime {
+        path: path.to_path_buf(),
+        reason: format!("{reason} (path {origin})"),
+    };
+    check_library_file(path).map_err(fail)?;
+    let builder = ort::init_from(path).map_err(|e| fail(e.to_string()))?;
+    let env = builder
+        .with_name("redeye")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| fail(format!("cannot create the environment: {e}")))?;
+    tracing::info!(path = %path.display(), "Loaded ONNX Runtime.");
+    Ok(Runtime { env, path: path.to_path_buf() })
+}
+
+/// Cheap checks before handing the file to the dynamic loader: once a library is loaded, ort
+/// ignores later paths, so only these checks can reject a bad file deterministically.
+fn check_library_file(path: &Path) -> Result<(), String> {
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_string(),
+        _ => format!("cannot open: {e}"),
+    })?;
+    if cfg!(target_os = "linux") {
+        use std::io::Read;
+        let is_elf = f.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
+        if !is_elf {
+            return Err("not a shared library (no ELF header)".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_library_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nope/libonnxruntime.so");
+        let err = load(&p, "given explicitly").unwrap_err().to_string();
+        assert!(err.contains(&*p.to_string_lossy()), "{err}");
+        assert!(err.contains("file not found") && err.contains("scripts/setup.sh"), "{err}");
+    }
+
+    #[test]
+    fn text_file_is_not_a_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("libonnxruntime.so");
+        std::fs::write(&p, "this is not a library\n").unwrap();
+        let err = load(&p, "from ORT_DYLIB_PATH").unwrap_err().to_string();
+        assert!(err.contains("no ELF header") && err.contains("ORT_DYLIB_PATH"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute() {
+        let (p, origin) = resolve_path(Some(Path::new("x/lib.so")));
+        assert!(p.is_absolute() && p.ends_with("x/lib.so"));
+        assert_eq!(origin, "given explicitly");
+    }
+
+    #[test]
+    fn opt_level_parses_from_config() {
+        #[derive(Deserialize)]
+        struct W {
+            s: SessionOptions,
+        }
+        let w: W = serde_json::from_str(r#"{"s":{"opt_level":"basic"}}"#).unwrap();
+        assert_eq!(w.s, SessionOptions { intra_threads: 1, opt_level: OptLevel::Basic });
+    }
+}
