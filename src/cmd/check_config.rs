@@ -68,8 +68,11 @@ pub fn summary(config: &Config) -> String {
             let state = if camera.enabled { "" } else { " (disabled)" };
             let _ = writeln!(
                 out,
-                "    {}: {} over {:?}, {} fps{mode}{state}",
-                camera.name, camera.url, camera.transport, camera.fps
+                "    {}: {} over {}, {} fps{mode}{state}",
+                camera.name,
+                camera.url,
+                camera.transport.as_str(),
+                camera.fps
             );
         }
     }

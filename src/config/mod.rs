@@ -240,6 +240,15 @@ pub enum Transport {
     Udp,
 }
 
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and validates `path`; relative paths inside resolve against its directory.
     /// A syntax error or a wrong type stops with file, line and column; otherwise every unknown
