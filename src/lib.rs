@@ -5,14 +5,21 @@
 //! - [`telemetry`]: the tracing subscriber (`REDEYE_LOG`, `REDEYE_FORMAT=json`) and panic hook.
 //! - [`bus`]: Redis: topology and connections, key names, capped streams, the result cache,
 //!   events. Everything that crosses a process boundary goes through here.
+//! - [`camera`]: RTSP (retina) and file sources, decode threads (ffmpeg), newest-frame slots and
+//!   the per-group detection pool that turns frames into hashed face crops.
 //! - [`vision`]: ONNX Runtime loading, YuNet detection, the quality gate, 5-point alignment,
 //!   embedding (SFace by default; any recogniser described by data).
 //! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
+//! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
+//! - [`app`]: builds the bus and the face pipeline from a config, the same way for every command.
 //! - [`cmd`]: one module per subcommand, each with `Args` and `run(args)`.
 
+pub mod app;
 pub mod bus;
+pub mod camera;
 pub mod cmd;
 pub mod config;
 pub mod recognize;
 pub mod telemetry;
 pub mod vision;
+pub mod wire;

@@ -5,7 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod check_config;
+pub mod enroll;
+pub mod forget;
+pub mod gallery;
+pub mod identify;
+pub mod recognize;
 
 /// Options every subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,14 +36,38 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Benchmark the vision path (`bench vision`), next to OpenCV's pipeline.
+    Bench(bench::Args),
     /// Parse and validate the configuration, then print a summary (or every error).
     CheckConfig(check_config::Args),
+    /// Add a person to the gallery from photos of them (one face per photo).
+    Enroll(enroll::Args),
+    /// Remove a person from the gallery.
+    Forget(forget::Args),
+    /// List the enrolled people.
+    Gallery(gallery::Args),
+    /// Recognise the faces in photos: answered from the Redis cache when seen before.
+    Identify(identify::Args),
+    /// Run recognition workers on the groups' faces streams.
+    Recognize(recognize::Args),
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Bench(args) => bench::run(&self.common, args),
             Command::CheckConfig(args) => check_config::run(&self.common, args),
+            Command::Enroll(args) => block_on(enroll::run(&self.common, args)),
+            Command::Forget(args) => block_on(forget::run(&self.common, args)),
+            Command::Gallery(args) => block_on(gallery::run(&self.common, args)),
+            Command::Identify(args) => block_on(identify::run(&self.common, args)),
+            Command::Recognize(args) => block_on(recognize::run(&self.common, args)),
         }
     }
+}
+
+/// Runs an async command on a multi-threaded runtime (only the commands that talk to Redis
+/// or serve need one).
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
 }

@@ -1,5 +1,9 @@
-//! Recognition: matching embeddings against the enrolled gallery.
+//! Recognition: the gallery in Redis, matching embeddings against it, and the cached result.
 
+pub mod embed_service;
+pub mod gallery;
 pub mod matcher;
+pub mod result;
+pub mod worker;
 
 pub use matcher::{Match, MatchPolicy, Matcher};

@@ -13,6 +13,7 @@
 //! - [`embed`]: any recogniser described by data ([`RecognizerSpec`], [`OnnxEmbedder`]).
 //! - [`image_io`]: decoding image files with size limits checked before decoding.
 //! - [`pipeline`]: [`FacePipeline`], detect → align → gate → embed in one call.
+//! - [`prelu`]: a load-time rewrite of PRelu nodes, which ONNX Runtime runs slowly.
 //!
 //! The seams that tests fake are the [`Detector`] and [`Embedder`] traits; [`FakeDetector`] and
 //! [`FakeEmbedder`] stand in for the models where a test is about plumbing, not faces.
@@ -23,6 +24,7 @@ pub mod embed;
 pub mod image_io;
 pub mod letterbox;
 pub mod pipeline;
+pub mod prelu;
 pub mod quality;
 pub mod runtime;
 

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::VisionError;
@@ -64,12 +64,50 @@ impl Runtime {
         if !model.is_file() {
             return Err(fail("file not found (run scripts/setup.sh, or check the path)".into()));
         }
-        let threads = opts.intra_threads.max(1);
+        if opts.rewrite_prelu
+            && let Some(bytes) = rewritten_prelu(model)
+        {
+            match self.session_from_memory(model, &bytes, opts) {
+                Ok(session) => return Ok(session),
+                // Never worse than without the rewrite: fall back to the file as it is.
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "ONNX Runtime refused the model with its PRelu nodes rewritten; loading it unchanged"
+                ),
+            }
+        }
+        self.builder(opts).and_then(|mut b| b.commit_from_file(model)).map_err(|e| fail(e.to_string()))
+    }
+
+    /// Builds a session from model bytes; `model` names them in errors.
+    pub(crate) fn session_from_memory(
+        &self,
+        model: &Path,
+        bytes: &[u8],
+        opts: &SessionOptions,
+    ) -> Result<Session, VisionError> {
+        self.builder(opts)
+            .and_then(|mut b| b.commit_from_memory(bytes))
+            .map_err(|e| VisionError::ModelLoad { model: model.to_path_buf(), reason: e.to_string() })
+    }
+
+    fn builder(&self, opts: &SessionOptions) -> ort::Result<SessionBuilder> {
         Session::builder(&self.env)
-            .and_then(|b| Ok(b.with_intra_threads(threads)?))
+            .and_then(|b| Ok(b.with_intra_threads(opts.intra_threads.max(1))?))
             .and_then(|b| Ok(b.with_optimization_level(opts.opt_level.into())?))
-            .and_then(|mut b| b.commit_from_file(model))
-            .map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The model with its PRelu nodes rewritten (see [`super::prelu`]), or `None` when it has none
+/// the rewrite handles or cannot be read (the caller then loads the file, which reports errors).
+fn rewritten_prelu(model: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(model).ok()?;
+    match super::prelu::rewrite_prelu(&bytes) {
+        Ok(rewritten) => rewritten,
+        Err(e) => {
+            tracing::debug!(model = %model.display(), error = %e, "not rewriting PRelu nodes");
+            None
+        }
     }
 }
 
@@ -84,6 +122,15 @@ pub struct SessionOptions {
     /// Graph optimisation level. Default `all`.
     #[serde(default)]
     pub opt_level: OptLevel,
+    /// Rewrite PRelu nodes into BatchNormalization + Relu + Add before loading (same outputs;
+    /// ONNX Runtime's own PRelu is slow, see [`super::prelu`]). Default true: SFace runs twice
+    /// as fast. Models without PRelu load unchanged either way.
+    #[serde(default = "default_rewrite_prelu")]
+    pub rewrite_prelu: bool,
+}
+
+fn default_rewrite_prelu() -> bool {
+    true
 }
 
 fn default_intra_threads() -> usize {
@@ -92,7 +139,11 @@ fn default_intra_threads() -> usize {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { intra_threads: default_intra_threads(), opt_level: OptLevel::default() }
+        SessionOptions {
+            intra_threads: default_intra_threads(),
+            opt_level: OptLevel::default(),
+            rewrite_prelu: default_rewrite_prelu(),
+        }
     }
 }
 
@@ -203,6 +254,6 @@ mod tests {
             s: SessionOptions,
         }
         let w: W = serde_json::from_str(r#"{"s":{"opt_level":"basic"}}"#).unwrap();
-        assert_eq!(w.s, SessionOptions { intra_threads: 1, opt_level: OptLevel::Basic });
+        assert_eq!(w.s, SessionOptions { opt_level: OptLevel::Basic, ..SessionOptions::default() });
     }
 }

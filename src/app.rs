@@ -1,0 +1,90 @@
+//! Building the long-lived parts from a [`Config`]: the Redis bus and the face pipeline. The
+//! commands and roles call these, so every one of them connects and loads models the same way.
+
+use anyhow::Context as _;
+
+use crate::bus::{Bus, Keys, Topology};
+use crate::config::Config;
+use crate::vision::{FacePipeline, OnnxEmbedder, QualityGate, Runtime, SessionOptions, YuNet};
+
+/// Loads and validates the configuration file named on the command line.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// Connects to the configured Redis topology (or `REDEYE_REDIS_URL`).
+pub async fn connect(config: &Config) -> anyhow::Result<Bus> {
+    let (topology, credentials) = Topology::from_config(config)?;
+    let description = topology.describe();
+    Bus::connect(topology, credentials, Keys::from_config(config))
+        .await
+        .with_context(|| format!("connecting to Redis ({description})"))
+}
+
+/// ONNX Runtime session settings from `[runtime]`: `intra_threads = 0` means one per core.
+pub fn session_options(config: &Config) -> SessionOptions {
+    let threads = match config.runtime.intra_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    SessionOptions { intra_threads: threads, ..SessionOptions::default() }
+}
+
+/// Detector, quality gate and recogniser as configured, for one thread.
+pub fn face_pipeline(config: &Config) -> anyhow::Result<FacePipeline> {
+    let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
+    let opts = session_options(config);
+    let detector = YuNet::load(runtime, config.detector.clone(), &opts)?;
+    let embedder = OnnxEmbedder::load(runtime, config.recognizer.clone(), &opts)?;
+    Ok(FacePipeline::new(Box::new(detector), QualityGate::new(config.quality.clone()), Box::new(embedder)))
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM, for a graceful shutdown; a second signal
+/// exits at once (an operator who presses Ctrl-C twice means it).
+pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(%err, "Cannot listen for SIGTERM; only Ctrl-C stops gracefully.");
+                let _ = tokio::signal::ctrl_c().await;
+                cancel.cancel();
+                return;
+            }
+        };
+        for count in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if count == 0 {
+                tracing::info!("Shutting down; signal again to exit at once.");
+                cancel.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+    token
+}
+
+/// How long a graceful shutdown may take before the process exits anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The configured groups named on the command line (all of them when none are named).
+pub fn select_groups<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a crate::config::GroupConfig>> {
+    if names.is_empty() {
+        return Ok(config.groups.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.groups.iter().find(|g| &g.name == n).with_context(|| {
+                let known: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
+                format!("no group `{n}` in {} (groups: {})", config.source.display(), known.join(", "))
+            })
+        })
+        .collect()
+}

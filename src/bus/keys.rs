@@ -1,0 +1,149 @@
+//! Key, stream and channel names: the Redis contract in one place.
+//!
+//! `{...}` in a key is a Redis Cluster hash tag: only the text between the braces is hashed, so
+//! every key of one camera group (`{<group>}`) lands in one slot, and so does the whole gallery
+//! (`{gallery}`). That keeps multi-key operations on a group (dead-lettering an entry and acking
+//! it) or on the gallery (enrol, forget) atomic on one node, with Cluster as with a single server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::Config;
+
+/// The consumer group every recognition worker joins on each faces stream.
+pub const CONSUMER_GROUP: &str = "recognizers";
+
+/// Names of everything redeye stores in Redis, derived from `[redis]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Prefix of every key, stream and channel redeye owns (`redis.key_prefix`).
+    prefix: String,
+    /// Prefix of the result cache keys (`redis.image_key_prefix`).
+    image_prefix: String,
+    /// The events channel, also the events stream's key (`redis.event_channel`).
+    events_channel: String,
+}
+
+impl Keys {
+    /// Names from explicit prefixes (tests, tools). `events_channel` is usually
+    /// `<prefix>:events`.
+    pub fn new(prefix: &str, image_prefix: &str, events_channel: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            image_prefix: image_prefix.to_owned(),
+            events_channel: events_channel.to_owned(),
+        }
+    }
+
+    /// Names from `[redis]`: `key_prefix`, `image_key_prefix`, `event_channel`.
+    pub fn from_config(config: &Config) -> Keys {
+        Keys::new(&config.redis.key_prefix, &config.redis.image_key_prefix, &config.event_channel())
+    }
+
+    /// The key prefix (`redeye` by default).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>:{<group>}:faces`: the stream of face crops waiting for recognition.
+    pub fn faces(&self, group: &str) -> String {
+        format!("{}:{{{group}}}:faces", self.prefix)
+    }
+
+    /// `<prefix>:{<group>}:dead`: crops that could not be recognised, with the reason.
+    pub fn dead(&self, group: &str) -> String {
+        format!("{}:{{{group}}}:dead", self.prefix)
+    }
+
+    /// `<image_prefix>:<md5>`: the cached recognition result of one crop (JSON, with a TTL).
+    /// The seed article's key; it carries no hash tag, so results spread over a Cluster.
+    pub fn image(&self, md5_hex: &str) -> String {
+        format!("{}:{md5_hex}", self.image_prefix)
+    }
+
+    /// `<prefix>:{gallery}:people`: hash of person id to JSON `{id, name, created, ...}`.
+    pub fn people(&self) -> String {
+        format!("{}:{{gallery}}:people", self.prefix)
+    }
+
+    /// `<prefix>:{gallery}:emb:<id>`: one person's embeddings, packed little-endian f32.
+    pub fn embeddings(&self, person_id: &str) -> String {
+        format!("{}:{{gallery}}:emb:{person_id}", self.prefix)
+    }
+
+    /// `<prefix>:{gallery}:version`: counter bumped by every enrol and forget, so cached
+    /// results computed against an older gallery can be recognised as stale.
+    pub fn gallery_version(&self) -> String {
+        format!("{}:{{gallery}}:version", self.prefix)
+    }
+
+    /// `<prefix>:{gallery}:changed`: channel announcing a new gallery version to workers.
+    pub fn gallery_changed(&self) -> String {
+        format!("{}:{{gallery}}:changed", self.prefix)
+    }
+
+    /// The pub/sub channel of live recognition events.
+    pub fn events_channel(&self) -> &str {
+        &self.events_channel
+    }
+
+    /// The capped stream of the same events, for subscribers catching up. It shares the
+    /// channel's name: channels and keys live in different namespaces.
+    pub fn events_stream(&self) -> &str {
+        &self.events_channel
+    }
+}
+
+/// A consumer name unique to this process and call: `<host>-<pid>-<n>`.
+///
+/// Consumers are never reused across restarts: a restarted worker's old pending entries belong
+/// to a dead consumer and are claimed by `XAUTOCLAIM` like any other.
+pub fn consumer_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{n}", host_name(), std::process::id())
+}
+
+/// The host name, read without a libc call; `host` when it cannot be found.
+fn host_name() -> String {
+    let from_file = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned());
+    from_file
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty())
+        // Spaces would make the name awkward in redis-cli; dashes keep it one token.
+        .map(|h| h.replace(char::is_whitespace, "-"))
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let keys = Keys::new("redeye", "image", "redeye:events");
+        assert_eq!(keys.faces("lobby"), "redeye:{lobby}:faces");
+        assert_eq!(keys.dead("lobby"), "redeye:{lobby}:dead");
+        assert_eq!(keys.image("abc"), "image:abc");
+        assert_eq!(keys.people(), "redeye:{gallery}:people");
+        assert_eq!(keys.embeddings("p1"), "redeye:{gallery}:emb:p1");
+        assert_eq!(keys.gallery_version(), "redeye:{gallery}:version");
+        assert_eq!(keys.gallery_changed(), "redeye:{gallery}:changed");
+        assert_eq!(keys.events_stream(), "redeye:events");
+    }
+
+    #[test]
+    fn defaults_from_config() {
+        let keys = Keys::from_config(&Config::default());
+        assert_eq!(keys, Keys::new("redeye", "image", "redeye:events"));
+    }
+
+    #[test]
+    fn consumer_names_are_unique() {
+        let (a, b) = (consumer_name(), consumer_name());
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
+    }
+}

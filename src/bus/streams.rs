@@ -1,0 +1,352 @@
+//! Typed stream primitives: capped append, consumer groups, claiming, dead letters, metrics.
+//!
+//! Every function takes the [`RedisConn`] holding the stream (for a group's faces stream,
+//! `bus.group(name)`), and returns errors that name the command, the key and the target.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use redis::{Script, Value};
+
+use super::conn::RESPONSE_TIMEOUT;
+use super::reply::{self, StreamEntry};
+use super::{BusError, RedisConn};
+
+/// Appends one entry to `key`, trimming the stream to about `maxlen` entries, and returns the
+/// new entry's id. `MAXLEN ~` trims whole radix-tree nodes only, which is much cheaper than an
+/// exact cap; the length may exceed `maxlen` by up to one node (100 entries by default).
+pub async fn append_capped(
+    conn: &mut RedisConn,
+    key: &str,
+    maxlen: u64,
+    fields: &[(&str, &[u8])],
+) -> Result<String, BusError> {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(key).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
+    for (name, value) in fields {
+        cmd.arg(*name).arg(*value);
+    }
+    let op = || format!("XADD {key}");
+    let id: Value = cmd.query_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    reply::string(id).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// Creates consumer group `group` on `key` (and the stream, if missing), starting from the
+/// beginning so entries appended before the first worker started are not skipped. Returns
+/// false when the group already existed, which is the normal case after the first start.
+pub async fn ensure_group(conn: &mut RedisConn, key: &str, group: &str) -> Result<bool, BusError> {
+    let result = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async::<()>(conn)
+        .await;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+        Err(e) => Err(conn.error(format!("XGROUP CREATE {key} {group}"), e)),
+    }
+}
+
+/// Reads up to `count` entries never delivered to any consumer of `group` (`>`), waiting up to
+/// `block_ms` for the first one; `block_ms = 0` returns at once (unlike `BLOCK 0`, which waits
+/// forever). An empty list means nothing arrived in time.
+///
+/// The connection stays busy while the read blocks: use a connection of its own per worker.
+pub async fn read_group(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    consumer: &str,
+    count: usize,
+    block_ms: u64,
+) -> Result<Vec<StreamEntry>, BusError> {
+    // The reply timeout would cut a long block short and look like a dead server.
+    let limit = RESPONSE_TIMEOUT.as_millis() as u64 / 2;
+    if block_ms > limit {
+        return Err(BusError::Config(format!("XREADGROUP block time {block_ms} ms exceeds {limit} ms")));
+    }
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(group).arg(consumer).arg("COUNT").arg(count.max(1));
+    if block_ms > 0 {
+        cmd.arg("BLOCK").arg(block_ms);
+    }
+    cmd.arg("STREAMS").arg(key).arg(">");
+    let op = || format!("XREADGROUP {key} {group}");
+    let value: Value = cmd.query_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    reply::read_reply(value).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// Acknowledges `ids` in `group`: they leave the pending list for good. Returns how many
+/// were pending.
+pub async fn ack<S: AsRef<str>>(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    ids: &[S],
+) -> Result<u64, BusError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut cmd = redis::cmd("XACK");
+    cmd.arg(key).arg(group);
+    for id in ids {
+        cmd.arg(id.as_ref());
+    }
+    cmd.query_async(conn).await.map_err(|e| conn.error(format!("XACK {key} {group}"), e))
+}
+
+/// One `XAUTOCLAIM` step.
+#[derive(Debug, Clone, Default)]
+pub struct AutoClaim {
+    /// Where the next step starts; `0-0` once the whole pending list has been scanned.
+    pub next_start: String,
+    /// Entries now owned by the claiming consumer (their delivery count went up by one).
+    pub entries: Vec<StreamEntry>,
+    /// Pending ids whose entries were trimmed away; Redis already dropped them from the
+    /// pending list, so they need no ack.
+    pub deleted: Vec<String>,
+}
+
+/// Transfers to `consumer` up to `count` entries that have been pending in `group` for at
+/// least `min_idle_ms` (their consumer died or hangs), scanning from `start` (`0-0` first,
+/// then the returned `next_start`).
+pub async fn autoclaim(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    consumer: &str,
+    min_idle_ms: u64,
+    start: &str,
+    count: usize,
+) -> Result<AutoClaim, BusError> {
+    let op = || format!("XAUTOCLAIM {key} {group}");
+    let value: Value = redis::cmd("XAUTOCLAIM")
+        .arg(key)
+        .arg(group)
+        .arg(consumer)
+        .arg(min_idle_ms)
+        .arg(start)
+        .arg("COUNT")
+        .arg(count.max(1))
+        .query_async(conn)
+        .await
+        .map_err(|e| conn.error(op(), e))?;
+    let decode = || -> reply::Shape<AutoClaim> {
+        let mut parts = reply::list(value)?.into_iter();
+        let next_start = reply::string(parts.next().ok_or("missing next start id")?)?;
+        let entries = reply::entries(parts.next().ok_or("missing entries")?)?;
+        // Redis 6.2 has no third element; 7.0 lists the trimmed ids there.
+        let deleted = match parts.next() {
+            Some(ids) => reply::list(ids)?.into_iter().map(reply::string).collect::<reply::Shape<_>>()?,
+            None => Vec::new(),
+        };
+        Ok(AutoClaim { next_start, entries, deleted })
+    };
+    decode().map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// How many times each of `ids` has been delivered in `group` (`XPENDING` extended form, one
+/// exact-range query per id, pipelined). Ids that are not pending are absent from the map.
+pub async fn delivery_counts<S: AsRef<str>>(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    ids: &[S],
+) -> Result<HashMap<String, u64>, BusError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        let id = id.as_ref();
+        pipe.cmd("XPENDING").arg(key).arg(group).arg(id).arg(id).arg(1);
+    }
+    let op = || format!("XPENDING {key} {group}");
+    let replies: Vec<Value> = pipe.query_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    let decode = || -> reply::Shape<HashMap<String, u64>> {
+        let mut counts = HashMap::new();
+        for reply_for_id in replies {
+            // Each row: [id, consumer, idle ms, deliveries].
+            for row in reply::list(reply_for_id)? {
+                let mut cols = reply::list(row)?.into_iter();
+                let id = reply::string(cols.next().ok_or("missing id")?)?;
+                let deliveries = reply::int(cols.nth(2).ok_or("missing delivery count")?)?;
+                counts.insert(id, deliveries.max(0) as u64);
+            }
+        }
+        Ok(counts)
+    };
+    decode().map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// Appends to `dead_key` (capped at about `maxlen`) the original fields of `entry`, plus
+/// `reason` and `original_id`, and acknowledges `entry` in `group` on `source_key`, in one
+/// atomic step. Returns the dead-letter id.
+///
+/// Atomic so a crash cannot lose the entry (acked, never dead-lettered) or duplicate it
+/// (dead-lettered, still pending, dead-lettered again). Both keys must share a hash tag
+/// (`{<group>}`) so that a Cluster keeps them on one node.
+pub async fn dead_letter(
+    conn: &mut RedisConn,
+    source_key: &str,
+    group: &str,
+    dead_key: &str,
+    maxlen: u64,
+    entry: &StreamEntry,
+    reason: &str,
+) -> Result<String, BusError> {
+    // The original fields go first so `reason` and `original_id` win if an entry happened to
+    // carry fields of those names.
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+            local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*'}
+            for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
+            args[#args + 1] = 'reason'
+            args[#args + 1] = ARGV[4]
+            args[#args + 1] = 'original_id'
+            args[#args + 1] = ARGV[3]
+            local id = redis.call(unpack(args))
+            redis.call('XACK', KEYS[1], ARGV[2], ARGV[3])
+            return id
+            ",
+        )
+    });
+    let mut invocation = SCRIPT.key(source_key);
+    invocation.key(dead_key).arg(maxlen).arg(group).arg(&entry.id).arg(reason);
+    for (name, value) in entry.field_pairs() {
+        invocation.arg(name).arg(value);
+    }
+    let op = || format!("dead-letter {source_key} {} -> {dead_key}", entry.id);
+    let id: Value = invocation.invoke_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    reply::string(id).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// The number of entries in the stream (0 when it does not exist).
+pub async fn stream_len(conn: &mut RedisConn, key: &str) -> Result<u64, BusError> {
+    redis::cmd("XLEN").arg(key).query_async(conn).await.map_err(|e| conn.error(format!("XLEN {key}"), e))
+}
+
+/// A consumer group's state, from `XINFO GROUPS`, for the lag and pending metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// Consumers that ever read in this group (dead ones included until deleted).
+    pub consumers: u64,
+    /// Entries delivered and not yet acknowledged.
+    pub pending: u64,
+    /// The last id delivered to any consumer.
+    pub last_delivered_id: String,
+    /// Entries delivered so far (Redis 7+; `None` when unknown).
+    pub entries_read: Option<u64>,
+    /// Entries not yet delivered (Redis 7+; `None` when Redis cannot tell, e.g. after
+    /// trimming past undelivered entries).
+    pub lag: Option<u64>,
+}
+
+/// The consumer groups of `key`; empty when the stream does not exist yet.
+pub async fn group_info(conn: &mut RedisConn, key: &str) -> Result<Vec<GroupInfo>, BusError> {
+    let op = || format!("XINFO GROUPS {key}");
+    let value: Value = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(conn).await {
+        Ok(v) => v,
+        Err(e) if e.detail().is_some_and(|d| d.contains("no such key")) => return Ok(Vec::new()),
+        Err(e) => return Err(conn.error(op(), e)),
+    };
+    let decode = || -> reply::Shape<Vec<GroupInfo>> {
+        let mut groups = Vec::new();
+        for group in reply::list(value)? {
+            let mut info = GroupInfo::default();
+            for (k, v) in reply::pairs(group)? {
+                let opt = |v: Value| -> reply::Shape<Option<u64>> {
+                    if v == Value::Nil { Ok(None) } else { Ok(Some(reply::int(v)?.max(0) as u64)) }
+                };
+                match reply::string(k)?.as_str() {
+                    "name" => info.name = reply::string(v)?,
+                    "consumers" => info.consumers = opt(v)?.unwrap_or(0),
+                    "pending" => info.pending = opt(v)?.unwrap_or(0),
+                    "last-delivered-id" => info.last_delivered_id = reply::string(v)?,
+                    "entries-read" => info.entries_read = opt(v)?,
+                    "lag" => info.lag = opt(v)?,
+                    _ => {} // newer servers may add fields
+                }
+            }
+            groups.push(info);
+        }
+        Ok(groups)
+    };
+    decode().map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// This consumer's own pending entries from `start` on (`XREADGROUP ... STREAMS key <start>`,
+/// no blocking): what it read before a reconnect and never acked.
+pub async fn read_own_pending(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    consumer: &str,
+    count: usize,
+    start: &str,
+) -> Result<Vec<StreamEntry>, BusError> {
+    let op = || format!("XREADGROUP {key} {group} {start}");
+    let value: Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count.max(1))
+        .arg("STREAMS")
+        .arg(key)
+        .arg(start)
+        .query_async(conn)
+        .await
+        .map_err(|e| conn.error(op(), e))?;
+    reply::read_reply(value).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// How many entries are pending for `consumer` in `group` (0 if the stream or group is gone).
+pub async fn pending_for(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    consumer: &str,
+) -> Result<u64, BusError> {
+    let op = || format!("XPENDING {key} {group} {consumer}");
+    let rows: Value = match redis::cmd("XPENDING")
+        .arg(key)
+        .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(1_000_000)
+        .arg(consumer)
+        .query_async(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if e.code() == Some("NOGROUP") => return Ok(0),
+        Err(e) => return Err(conn.error(op(), e)),
+    };
+    reply::list(rows).map(|r| r.len() as u64).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// Removes `consumer` from `group`. Only call it when [`pending_for`] is 0: Redis drops the
+/// consumer's pending entries with it, and nobody could claim them any more.
+pub async fn delete_consumer(
+    conn: &mut RedisConn,
+    key: &str,
+    group: &str,
+    consumer: &str,
+) -> Result<(), BusError> {
+    redis::cmd("XGROUP")
+        .arg("DELCONSUMER")
+        .arg(key)
+        .arg(group)
+        .arg(consumer)
+        .query_async::<i64>(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| conn.error(format!("XGROUP DELCONSUMER {key} {group} {consumer}"), e))
+}

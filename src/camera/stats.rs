@@ -1,0 +1,203 @@
+//! Counters of the camera path, kept as plain atomics behind an `Arc`.
+//!
+//! The hot path only does relaxed increments; the metrics module reads these when it is scraped
+//! (or mirrors them into Prometheus families) and tests read them directly. Every frame dropped
+//! on purpose is counted under exactly one [`DropReason`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use crate::vision::Rejection;
+
+/// Why a frame was dropped. Bounded and stable: these become the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Decoded, but between two samples of the configured fps.
+    Sampling,
+    /// Waited in the newest-frame slot and was replaced by a newer frame before detection took it.
+    Replaced,
+    /// libavcodec refused the packet or the frame could not be converted.
+    DecodeError,
+    /// Received while the decoder's input queue was full (the decoder is behind); the stream
+    /// then resumes at the next key frame.
+    Backlog,
+    /// Received before the first key frame of a session (or after a backlog drop): it cannot
+    /// be decoded without its references.
+    WaitingForKey,
+    /// Not a key frame, in key-frames-only mode (skipped by libavcodec).
+    NonKey,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Sampling,
+        DropReason::Replaced,
+        DropReason::DecodeError,
+        DropReason::Backlog,
+        DropReason::WaitingForKey,
+        DropReason::NonKey,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Sampling => "sampling",
+            DropReason::Replaced => "replaced",
+            DropReason::DecodeError => "decode_error",
+            DropReason::Backlog => "backlog",
+            DropReason::WaitingForKey => "waiting_for_key",
+            DropReason::NonKey => "non_key",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One camera's counters. Cheap to share: wrap in an `Arc` and hand clones to the task, the
+/// decode thread and the slot.
+#[derive(Debug, Default)]
+pub struct CameraStats {
+    /// Encoded frames (access units) received from the source, including dropped ones.
+    pub frames_received: AtomicU64,
+    /// Frames that came out of the decoder.
+    pub frames_decoded: AtomicU64,
+    /// Frames kept by sampling, converted to RGB and put in the newest-frame slot.
+    pub frames_sampled: AtomicU64,
+    /// Frames taken from the slot by the detection stage.
+    pub frames_detected: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Sessions started after the first one (each failed attempt counts).
+    pub reconnects: AtomicU64,
+    /// True while a session is delivering decoded frames.
+    pub up: AtomicBool,
+    /// Ceiling of the delay before the latest reconnect, ms: doubles while attempts fail, back to
+    /// the initial value after a healthy session.
+    pub backoff_ceiling_ms: AtomicU64,
+    /// Time spent in libavcodec (send packet + receive frames), nanoseconds.
+    pub decode_nanos: AtomicU64,
+    /// Time spent converting sampled frames to RGB, nanoseconds.
+    pub convert_nanos: AtomicU64,
+}
+
+impl CameraStats {
+    /// Counts one dropped frame.
+    pub fn drop_frame(&self, reason: DropReason) {
+        self.dropped[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Frames dropped for `reason` so far.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Relaxed)
+    }
+
+    /// A consistent-enough copy of every counter, for logs and tests.
+    pub fn snapshot(&self) -> CameraSnapshot {
+        CameraSnapshot {
+            frames_received: self.frames_received.load(Relaxed),
+            frames_decoded: self.frames_decoded.load(Relaxed),
+            frames_sampled: self.frames_sampled.load(Relaxed),
+            frames_detected: self.frames_detected.load(Relaxed),
+            dropped: DropReason::ALL.map(|r| (r.as_str(), self.dropped(r))),
+            reconnects: self.reconnects.load(Relaxed),
+            up: self.up.load(Relaxed),
+            backoff_ceiling_ms: self.backoff_ceiling_ms.load(Relaxed),
+            decode_nanos: self.decode_nanos.load(Relaxed),
+            convert_nanos: self.convert_nanos.load(Relaxed),
+        }
+    }
+}
+
+/// Plain values of [`CameraStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraSnapshot {
+    pub frames_received: u64,
+    pub frames_decoded: u64,
+    pub frames_sampled: u64,
+    pub frames_detected: u64,
+    /// `(reason label, count)` for every [`DropReason`].
+    pub dropped: [(&'static str, u64); DropReason::ALL.len()],
+    pub reconnects: u64,
+    pub up: bool,
+    pub backoff_ceiling_ms: u64,
+    pub decode_nanos: u64,
+    pub convert_nanos: u64,
+}
+
+impl CameraSnapshot {
+    /// Frames dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].1
+    }
+}
+
+/// Counters of one group's detection stage.
+#[derive(Debug, Default)]
+pub struct DetectStats {
+    /// Frames run through the detector.
+    pub frames: AtomicU64,
+    /// Faces the detector returned.
+    pub faces_detected: AtomicU64,
+    /// Faces that passed the quality gate and went to the sink.
+    pub faces_accepted: AtomicU64,
+    rejected: [AtomicU64; 3],
+    /// Frames the detector failed on (logged, then skipped).
+    pub errors: AtomicU64,
+    /// Time in the detector, nanoseconds.
+    pub detect_nanos: AtomicU64,
+    /// Time aligning, gating, JPEG-encoding and hashing accepted faces, nanoseconds.
+    pub crop_nanos: AtomicU64,
+}
+
+impl DetectStats {
+    /// Counts a face stopped by the quality gate.
+    pub fn reject(&self, r: &Rejection) {
+        self.rejected[rejection_index(r)].fetch_add(1, Relaxed);
+    }
+
+    /// Faces rejected with the label `reason` (`too_small`, `low_score`, `blurry`).
+    pub fn rejected(&self, reason: &str) -> u64 {
+        match reason {
+            "too_small" => self.rejected[0].load(Relaxed),
+            "low_score" => self.rejected[1].load(Relaxed),
+            "blurry" => self.rejected[2].load(Relaxed),
+            _ => 0,
+        }
+    }
+}
+
+fn rejection_index(r: &Rejection) -> usize {
+    match r {
+        Rejection::TooSmall { .. } => 0,
+        Rejection::LowScore { .. } => 1,
+        Rejection::Blurry { .. } => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_per_reason() {
+        let s = CameraStats::default();
+        s.drop_frame(DropReason::Sampling);
+        s.drop_frame(DropReason::Sampling);
+        s.drop_frame(DropReason::Replaced);
+        let snap = s.snapshot();
+        assert_eq!(snap.dropped(DropReason::Sampling), 2);
+        assert_eq!(snap.dropped(DropReason::Replaced), 1);
+        assert_eq!(snap.dropped(DropReason::NonKey), 0);
+        let labels: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, ["sampling", "replaced", "decode_error", "backlog", "waiting_for_key", "non_key"]);
+    }
+
+    #[test]
+    fn rejections_by_label() {
+        let s = DetectStats::default();
+        s.reject(&Rejection::Blurry { sharpness: 3.0 });
+        assert_eq!(s.rejected("blurry"), 1);
+        assert_eq!(s.rejected("too_small"), 0);
+    }
+}

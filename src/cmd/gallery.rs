@@ -1,0 +1,33 @@
+//! `redeye gallery`: list the enrolled people.
+
+use std::process::ExitCode;
+
+use super::CommonArgs;
+use crate::app;
+use crate::recognize::gallery;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// One JSON object per person instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let config = app::load_config(&common.config)?;
+    let bus = app::connect(&config).await?;
+    let mut conn = bus.shared();
+    let version = gallery::version(&mut conn, bus.keys()).await?;
+    let people = gallery::list(&mut conn, bus.keys()).await?;
+    if args.json {
+        for p in &people {
+            println!("{}", serde_json::to_string(p)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} people, gallery version {version}", people.len());
+    for p in &people {
+        println!("  {:<24} {:<24} {:>3} embedding(s)  {}", p.person.id, p.person.name, p.embeddings, p.person.model);
+    }
+    Ok(ExitCode::SUCCESS)
+}

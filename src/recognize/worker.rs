@@ -1,0 +1,313 @@
+//! A recognition worker: reads one group's faces stream through the `recognizers` consumer
+//! group, embeds and matches each crop, caches the result, publishes the event, then acks.
+//!
+//! Nothing lost: an entry is acked only after its result is cached and its event is in the
+//! events stream, so a worker that dies mid-batch leaves its entries pending; another worker
+//! claims them after `claim_idle_ms` (XAUTOCLAIM) and recognises them again, and the event
+//! carries the entry id, so a subscriber can tell the duplicate. An entry that cannot be parsed
+//! is dead-lettered at once with the reason; one that keeps failing is dead-lettered after
+//! `max_deliveries`. Dead-lettering and acking are one atomic step (see `bus::streams`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::embed_service::EmbedService;
+use super::gallery::LiveGallery;
+use super::result::{CachedResult, FaceResult, RESULT_SCHEMA, unix_millis};
+use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, cache, events, streams};
+use crate::config::Config;
+use crate::wire::{EVENT_SCHEMA, Event, FaceEntry, PersonRef};
+
+/// What a worker needs from `cameras.toml`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch: usize,
+    pub block_ms: u64,
+    pub claim_idle_ms: u64,
+    pub max_deliveries: u64,
+    pub cache_ttl_secs: u64,
+    pub dead_maxlen: u64,
+    pub events_maxlen: u64,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            batch: config.worker.batch,
+            block_ms: config.worker.block_ms,
+            claim_idle_ms: config.worker.claim_idle_ms,
+            max_deliveries: config.worker.max_deliveries,
+            cache_ttl_secs: config.redis.cache_ttl_secs,
+            dead_maxlen: config.redis.dead_stream_maxlen,
+            events_maxlen: config.redis.events_stream_maxlen,
+        }
+    }
+}
+
+/// Counters a worker keeps; the metrics registry reads them.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub known: AtomicU64,
+    pub unknown: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub claimed: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// One consumer on one group's faces stream.
+pub struct Worker {
+    pub bus: Bus,
+    pub group: String,
+    pub consumer: String,
+    pub embed: EmbedService,
+    pub gallery: Arc<LiveGallery>,
+    pub settings: Settings,
+    pub stats: Arc<WorkerStats>,
+}
+
+/// Backoff after a Redis error: doubles from 100 ms up to 10 s, with full jitter.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
+    Duration::from_millis(rand::random_range(cap / 2..=cap))
+}
+
+impl Worker {
+    /// Runs until `token` is cancelled, reconnecting after any Redis error. On the way out it
+    /// removes its consumer from the group if nothing is pending for it.
+    pub async fn run(self, token: CancellationToken) {
+        let mut attempt = 0;
+        while !token.is_cancelled() {
+            let started = Instant::now();
+            match self.run_once(&token).await {
+                Ok(()) => break,
+                Err(err) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    // A healthy minute resets the backoff.
+                    attempt = if started.elapsed() > Duration::from_secs(60) { 0 } else { attempt + 1 };
+                    let wait = backoff(attempt);
+                    warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "Worker lost Redis; retrying.");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        self.leave().await;
+    }
+
+    /// One connected session: ensure the group, then read batches until cancelled.
+    async fn run_once(&self, token: &CancellationToken) -> Result<(), BusError> {
+        let key = self.bus.keys().faces(&self.group);
+        // The blocking read gets a connection of its own, so it does not hold up the
+        // SET/XACK/XADD traffic of this or other workers on the shared one.
+        let mut reader = self.bus.open_group(&self.group).await?;
+        streams::ensure_group(&mut reader, &key, CONSUMER_GROUP).await?;
+        info!(stream = %key, consumer = %self.consumer, "Worker reading.");
+        // After a reconnect our own pending entries come first (read from id 0).
+        let mut backlog = true;
+        let mut last_claim = Instant::now();
+        loop {
+            if token.is_cancelled() {
+                return Ok(());
+            }
+            let claim_due = last_claim.elapsed() >= Duration::from_millis(self.settings.claim_idle_ms / 2);
+            let (entries, redelivered) = if claim_due {
+                last_claim = Instant::now();
+                let claimed = self.claim(&mut reader, &key).await?;
+                self.stats.claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+                (claimed, true)
+            } else if backlog {
+                let own = streams::read_own_pending(
+                    &mut reader,
+                    &key,
+                    CONSUMER_GROUP,
+                    &self.consumer,
+                    self.settings.batch,
+                    "0",
+                )
+                .await?;
+                backlog = !own.is_empty();
+                (own, true)
+            } else {
+                let block = self.settings.block_ms.min(self.settings.claim_idle_ms / 2).max(1);
+                let read = streams::read_group(
+                    &mut reader,
+                    &key,
+                    CONSUMER_GROUP,
+                    &self.consumer,
+                    self.settings.batch,
+                    block,
+                );
+                let entries = tokio::select! {
+                    biased;
+                    _ = token.cancelled() => return Ok(()),
+                    r = read => r?,
+                };
+                (entries, false)
+            };
+            if !entries.is_empty() {
+                self.process(&key, entries, redelivered).await?;
+            }
+        }
+    }
+
+    /// Entries idle longer than `claim_idle_ms` in other consumers (dead or stuck), now ours.
+    async fn claim(&self, conn: &mut RedisConn, key: &str) -> Result<Vec<StreamEntry>, BusError> {
+        let step = streams::autoclaim(
+            conn,
+            key,
+            CONSUMER_GROUP,
+            &self.consumer,
+            self.settings.claim_idle_ms,
+            "0-0",
+            self.settings.batch,
+        )
+        .await?;
+        if !step.entries.is_empty() {
+            info!(count = step.entries.len(), "Claimed entries from a consumer that stopped.");
+        }
+        Ok(step.entries)
+    }
+
+    /// Recognises a batch and acks it. `redelivered` entries have their delivery counts
+    /// checked first: one delivered too often goes to the dead letters.
+    async fn process(&self, key: &str, entries: Vec<StreamEntry>, redelivered: bool) -> Result<(), BusError> {
+        let mut conn = self.bus.group(&self.group);
+        let counts = if redelivered {
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+            streams::delivery_counts(&mut conn, key, CONSUMER_GROUP, &ids).await?
+        } else {
+            HashMap::new()
+        };
+        let mut good: Vec<(StreamEntry, FaceEntry, RgbImage)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+            if deliveries > self.settings.max_deliveries {
+                let reason = format!("delivered {deliveries} times without being recognised");
+                self.dead_letter(&mut conn, key, &entry, &reason).await?;
+                continue;
+            }
+            match self.parse(&entry) {
+                Ok((face, crop)) => good.push((entry, face, crop)),
+                Err(reason) => self.dead_letter(&mut conn, key, &entry, &reason).await?,
+            }
+        }
+        if good.is_empty() {
+            return Ok(());
+        }
+        let mut shared = self.bus.shared();
+        let (version, matcher) = self
+            .gallery
+            .current(&mut shared, self.bus.keys())
+            .await
+            .map_err(|e| BusError::Config(format!("loading the gallery: {e}")))?;
+        let crops: Vec<RgbImage> = good.iter().map(|(_, _, c)| c.clone()).collect();
+        let embeddings = match self.embed.embed(crops).await {
+            Ok(e) => e,
+            Err(err) => {
+                // Left pending: redelivered later, dead-lettered after max_deliveries.
+                warn!(error = %err, "Embedding failed; the batch stays pending.");
+                return Ok(());
+            }
+        };
+        let mut ids = Vec::with_capacity(good.len());
+        for ((entry, face, _), embedding) in good.iter().zip(&embeddings) {
+            let m = matcher.best(embedding).map_err(|e| BusError::Config(format!("matching: {e}")))?;
+            let score = if m.score.is_finite() { m.score } else { 0.0 };
+            let counter = if m.person.is_some() { &self.stats.known } else { &self.stats.unknown };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let (person_id, name) = m.person.unzip();
+            let result = CachedResult {
+                schema: RESULT_SCHEMA,
+                model: self.embed.model_id().to_owned(),
+                gallery_version: version,
+                ts: unix_millis(),
+                faces: vec![FaceResult { bbox: None, person_id, name, score, rejected: None }],
+            };
+            let image_key = self.bus.keys().image(&face.md5);
+            cache::set_json(&mut conn, &image_key, &result, self.settings.cache_ttl_secs).await?;
+            let event = event_for(&entry.id, face, &result.faces[0], &result.model, false);
+            let payload = serde_json::to_vec(&event).expect("an Event serialises");
+            let keys = self.bus.keys();
+            events::publish(&mut shared, keys.events_channel(), keys.events_stream(), self.settings.events_maxlen, &payload)
+                .await?;
+            debug!(id = %entry.id, camera = %face.camera, person = ?event.person, score, "Recognised.");
+            ids.push(entry.id.as_str());
+        }
+        streams::ack(&mut conn, key, CONSUMER_GROUP, &ids).await?;
+        Ok(())
+    }
+
+    /// The entry's fields and its decoded crop, or why it is poison.
+    fn parse(&self, entry: &StreamEntry) -> Result<(FaceEntry, RgbImage), String> {
+        if entry.fields.is_empty() {
+            return Err("entry was trimmed from the stream before it was recognised".into());
+        }
+        let face = FaceEntry::from_fields(&entry.fields).map_err(|e| e.to_string())?;
+        let size = self.embed.input_size();
+        if face.crop_size != size {
+            return Err(format!("crop_size is {}, this recogniser takes {size}", face.crop_size));
+        }
+        let crop = image::load_from_memory_with_format(&face.crop, image::ImageFormat::Jpeg)
+            .map_err(|e| format!("crop is not a JPEG: {e}"))?
+            .to_rgb8();
+        if crop.dimensions() != (size, size) {
+            return Err(format!("crop is {}x{}, expected {size}x{size}", crop.width(), crop.height()));
+        }
+        Ok((face, crop))
+    }
+
+    async fn dead_letter(&self, conn: &mut RedisConn, key: &str, entry: &StreamEntry, reason: &str) -> Result<(), BusError> {
+        let dead = self.bus.keys().dead(&self.group);
+        streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead_maxlen, entry, reason).await?;
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        warn!(id = %entry.id, %reason, "Dead-lettered a stream entry.");
+        Ok(())
+    }
+
+    /// Deletes this consumer from the group, unless entries are still pending for it (those
+    /// must stay claimable; deleting the consumer would drop them from the pending list).
+    async fn leave(&self) {
+        let key = self.bus.keys().faces(&self.group);
+        let mut conn = self.bus.group(&self.group);
+        match streams::pending_for(&mut conn, &key, CONSUMER_GROUP, &self.consumer).await {
+            Ok(0) => {
+                if let Err(err) = streams::delete_consumer(&mut conn, &key, CONSUMER_GROUP, &self.consumer).await {
+                    warn!(error = %err, "Could not remove the consumer on shutdown.");
+                }
+            }
+            Ok(n) => info!(pending = n, "Leaving the consumer in place: entries are still pending for it."),
+            Err(err) => warn!(error = %err, "Could not check pending entries on shutdown."),
+        }
+    }
+}
+
+/// The event for one recognised (or cached) face.
+pub fn event_for(id: &str, face: &FaceEntry, result: &FaceResult, model: &str, cached: bool) -> Event {
+    let person = match (&result.person_id, &result.name) {
+        (Some(id), Some(name)) => Some(PersonRef { id: id.clone(), name: name.clone() }),
+        _ => None,
+    };
+    Event {
+        schema: EVENT_SCHEMA,
+        id: id.to_owned(),
+        camera: face.camera.clone(),
+        group: face.group.clone(),
+        capture_ts: face.capture_ts,
+        event_ts: unix_millis(),
+        frame: face.frame,
+        md5: face.md5.clone(),
+        person,
+        score: result.score,
+        bbox: face.bbox,
+        cached,
+        model: model.to_owned(),
+    }
+}
