@@ -74,7 +74,10 @@ pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The configured groups named on the command line (all of them when none are named).
-pub fn select_groups<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a crate::config::GroupConfig>> {
+pub fn select_groups<'a>(
+    config: &'a Config,
+    names: &[String],
+) -> anyhow::Result<Vec<&'a crate::config::GroupConfig>> {
     if names.is_empty() {
         return Ok(config.groups.iter().collect());
     }

@@ -123,8 +123,8 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub schema: u32,
-    /// The faces stream entry id for a recognition by a worker, so a redelivered entry after a
-    /// crash gives the same id; `cache:<camera>:<frame>:<md5>` for a cache hit at ingest.
+    /// `<group>:<faces stream entry id>` for a recognition by a worker, so a redelivered entry
+    /// after a crash gives the same id; `cache:<camera>:<frame>:<md5>` for a cache hit at ingest.
     pub id: String,
     pub camera: String,
     pub group: String,
@@ -145,7 +145,7 @@ pub struct Event {
     pub model: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PersonRef {
     pub id: String,
     pub name: String,

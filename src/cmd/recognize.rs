@@ -52,7 +52,8 @@ pub fn spawn_workers(
     let groups = app::select_groups(config, groups)?;
     let workers = workers.unwrap_or(config.worker.workers).max(1);
     let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
-    let gallery = Arc::new(LiveGallery::new(&config.recognizer.id, config.recognizer.dim, config.match_policy()));
+    let gallery =
+        Arc::new(LiveGallery::new(&config.recognizer.id, config.recognizer.dim, config.match_policy()));
     let stats = Arc::new(WorkerStats::default());
     let settings = Settings::from_config(config);
     for w in 0..workers {

@@ -42,7 +42,10 @@ impl EmbedService {
 
     /// Embeddings of `crops`, in order.
     pub async fn embed(&self, crops: Vec<RgbImage>) -> Result<Vec<Vec<f32>>, VisionError> {
-        let gone = || VisionError::InvalidInput { stage: "embed", detail: "the embedding thread has stopped".into() };
+        let gone = || VisionError::InvalidInput {
+            stage: "embed",
+            detail: "the embedding thread has stopped".into(),
+        };
         let (reply, answer) = oneshot::channel();
         self.tx.send((crops, reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?

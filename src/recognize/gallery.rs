@@ -144,11 +144,7 @@ pub async fn enroll(
 
 /// Removes the person called `name` (or with that id) everywhere in the gallery. Returns the new
 /// version, or `None` if nobody by that name is enrolled.
-pub async fn forget(
-    conn: &mut RedisConn,
-    keys: &Keys,
-    name: &str,
-) -> Result<Option<u64>, GalleryError> {
+pub async fn forget(conn: &mut RedisConn, keys: &Keys, name: &str) -> Result<Option<u64>, GalleryError> {
     let id = person_id(name)?;
     let (removed, _, version): (u64, u64, u64) = redis::pipe()
         .atomic()
@@ -180,10 +176,7 @@ pub async fn version(conn: &mut RedisConn, keys: &Keys) -> Result<u64, GalleryEr
 }
 
 /// Everyone enrolled, sorted by id, with their embedding counts.
-pub async fn list(
-    conn: &mut RedisConn,
-    keys: &Keys,
-) -> Result<Vec<PersonSummary>, GalleryError> {
+pub async fn list(conn: &mut RedisConn, keys: &Keys) -> Result<Vec<PersonSummary>, GalleryError> {
     let (_, people) = snapshot(conn, keys).await?;
     Ok(people
         .into_iter()
@@ -206,7 +199,11 @@ pub async fn snapshot(
             let bytes: Vec<u8> = conn.get(keys.embeddings(&id)).await?;
             let embeddings = unpack(&bytes, person.dim).ok_or_else(|| GalleryError::Corrupt {
                 id: id.clone(),
-                detail: format!("{} bytes of embeddings is not a multiple of {} x 4", bytes.len(), person.dim),
+                detail: format!(
+                    "{} bytes of embeddings is not a multiple of {} x 4",
+                    bytes.len(),
+                    person.dim
+                ),
             })?;
             people.push((person, embeddings));
         }
@@ -237,10 +234,9 @@ pub async fn load_matcher(
             continue;
         }
         for e in &embeddings {
-            matcher.add(&person.id, &person.name, e).map_err(|err| GalleryError::Corrupt {
-                id: person.id.clone(),
-                detail: err.to_string(),
-            })?;
+            matcher
+                .add(&person.id, &person.name, e)
+                .map_err(|err| GalleryError::Corrupt { id: person.id.clone(), detail: err.to_string() })?;
         }
     }
     Ok((version, matcher))
@@ -262,7 +258,11 @@ impl LiveGallery {
     }
 
     /// The current version and its matcher, reloading if another process changed the gallery.
-    pub async fn current(&self, conn: &mut RedisConn, keys: &Keys) -> Result<(u64, Arc<Matcher>), GalleryError> {
+    pub async fn current(
+        &self,
+        conn: &mut RedisConn,
+        keys: &Keys,
+    ) -> Result<(u64, Arc<Matcher>), GalleryError> {
         let latest = version(conn, keys).await?;
         // One reload at a time: the lock is held across it, so concurrent callers wait for
         // the new matcher instead of each loading their own.

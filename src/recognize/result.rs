@@ -52,9 +52,7 @@ impl CachedResult {
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -62,7 +60,13 @@ mod tests {
     use super::*;
 
     fn result(model: &str, version: u64) -> CachedResult {
-        CachedResult { schema: RESULT_SCHEMA, model: model.into(), gallery_version: version, ts: 1, faces: vec![] }
+        CachedResult {
+            schema: RESULT_SCHEMA,
+            model: model.into(),
+            gallery_version: version,
+            ts: 1,
+            faces: vec![],
+        }
     }
 
     #[test]

@@ -233,11 +233,19 @@ impl Worker {
             };
             let image_key = self.bus.keys().image(&face.md5);
             cache::set_json(&mut conn, &image_key, &result, self.settings.cache_ttl_secs).await?;
-            let event = event_for(&entry.id, face, &result.faces[0], &result.model, false);
+            // Stream ids are unique per stream only; the group makes them unique everywhere.
+            let event_id = format!("{}:{}", self.group, entry.id);
+            let event = event_for(&event_id, face, &result.faces[0], &result.model, false);
             let payload = serde_json::to_vec(&event).expect("an Event serialises");
             let keys = self.bus.keys();
-            events::publish(&mut shared, keys.events_channel(), keys.events_stream(), self.settings.events_maxlen, &payload)
-                .await?;
+            events::publish(
+                &mut shared,
+                keys.events_channel(),
+                keys.events_stream(),
+                self.settings.events_maxlen,
+                &payload,
+            )
+            .await?;
             debug!(id = %entry.id, camera = %face.camera, person = ?event.person, score, "Recognised.");
             ids.push(entry.id.as_str());
         }
@@ -264,9 +272,16 @@ impl Worker {
         Ok((face, crop))
     }
 
-    async fn dead_letter(&self, conn: &mut RedisConn, key: &str, entry: &StreamEntry, reason: &str) -> Result<(), BusError> {
+    async fn dead_letter(
+        &self,
+        conn: &mut RedisConn,
+        key: &str,
+        entry: &StreamEntry,
+        reason: &str,
+    ) -> Result<(), BusError> {
         let dead = self.bus.keys().dead(&self.group);
-        streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead_maxlen, entry, reason).await?;
+        streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead_maxlen, entry, reason)
+            .await?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         warn!(id = %entry.id, %reason, "Dead-lettered a stream entry.");
         Ok(())
@@ -279,7 +294,9 @@ impl Worker {
         let mut conn = self.bus.group(&self.group);
         match streams::pending_for(&mut conn, &key, CONSUMER_GROUP, &self.consumer).await {
             Ok(0) => {
-                if let Err(err) = streams::delete_consumer(&mut conn, &key, CONSUMER_GROUP, &self.consumer).await {
+                if let Err(err) =
+                    streams::delete_consumer(&mut conn, &key, CONSUMER_GROUP, &self.consumer).await
+                {
                     warn!(error = %err, "Could not remove the consumer on shutdown.");
                 }
             }

@@ -5,5 +5,6 @@
 #![allow(dead_code)]
 
 pub mod clips;
+pub mod faces;
 pub mod redis;
 pub mod rtsp;
