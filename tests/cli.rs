@@ -14,7 +14,8 @@ fn repo() -> PathBuf {
 }
 
 fn photo(name: &str) -> PathBuf {
-    let dir = std::env::var_os("REDEYE_PHOTOS_DIR").map_or_else(|| repo().join(".cache/photos"), PathBuf::from);
+    let dir =
+        std::env::var_os("REDEYE_PHOTOS_DIR").map_or_else(|| repo().join(".cache/photos"), PathBuf::from);
     let path = dir.join(name);
     assert!(path.is_file(), "{} is missing: run `make setup` (scripts/setup.sh)", path.display());
     path
@@ -126,7 +127,8 @@ fn enroll_identify_from_cache_then_forget() {
     let lines = env.identify(&[&photo("cage2_crop.jpg"), &photo("franck_04117.jpg"), &photo("faces.jpg")]);
     assert_eq!(person(&lines[0]), Some("nicolas-cage"), "{lines:?}");
     assert_eq!(person(&lines[1]), Some("franck"), "{lines:?}");
-    let group: Vec<&Value> = lines.iter().filter(|l| l["file"].as_str().unwrap().ends_with("faces.jpg")).collect();
+    let group: Vec<&Value> =
+        lines.iter().filter(|l| l["file"].as_str().unwrap().ends_with("faces.jpg")).collect();
     assert_eq!(group.len(), 3, "{lines:?}");
     assert!(group.iter().all(|l| l["bbox"]["w"].as_f64().unwrap() > 10.0), "{group:?}");
 

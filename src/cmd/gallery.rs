@@ -27,7 +27,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("{} people, gallery version {version}", people.len());
     for p in &people {
-        println!("  {:<24} {:<24} {:>3} embedding(s)  {}", p.person.id, p.person.name, p.embeddings, p.person.model);
+        println!(
+            "  {:<24} {:<24} {:>3} embedding(s)  {}",
+            p.person.id, p.person.name, p.embeddings, p.person.model
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -179,7 +179,13 @@ fn recognise(rec: &mut Recognizer, photo: &Path, model: &str, version: u64) -> a
             },
         });
     }
-    Ok(CachedResult { schema: RESULT_SCHEMA, model: model.to_owned(), gallery_version: version, ts: unix_millis(), faces })
+    Ok(CachedResult {
+        schema: RESULT_SCHEMA,
+        model: model.to_owned(),
+        gallery_version: version,
+        ts: unix_millis(),
+        faces,
+    })
 }
 
 fn print_result(photo: &Path, md5: &str, result: &CachedResult, cached: bool) -> anyhow::Result<()> {
