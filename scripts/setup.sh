@@ -36,14 +36,15 @@ declare -A PACKAGE_SHA256=(
 
 # Build: ffmpeg-next's bindgen (libclang-dev, not clang), FFmpeg dev libraries.
 # Tests and demo: redis-server, ffmpeg CLI (test clips), GStreamer RTSP server through Python GI,
-# Prometheus + promtool. Fetching: python3-pip, npm, unzip.
+# Prometheus + promtool, openssl (a TLS test makes a self-signed certificate). Fetching:
+# python3-pip, npm, unzip.
 APT_PACKAGES=(
   pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   redis-server redis-tools ffmpeg
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   prometheus
-  python3-pip python3-venv npm unzip ca-certificates
+  python3-pip python3-venv npm unzip ca-certificates openssl
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

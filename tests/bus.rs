@@ -406,11 +406,11 @@ async fn config_env_url_and_password() {
 
     let wrong = Credentials { username: None, password: Some("nope".into()) };
     let err =
-        Bus::connect(topology.clone(), wrong, default_keys()).await.err().expect("wrong password refused");
+        Bus::connect(topology.clone(), wrong, default_keys()).await.expect_err("wrong password refused");
     assert!(err.is_fatal() && !err.is_retryable(), "{err:?}");
     assert!(!chain(&err).contains("nope"), "{}", chain(&err));
     let err =
-        Bus::connect(topology, Credentials::none(), default_keys()).await.err().expect("no password refused");
+        Bus::connect(topology, Credentials::none(), default_keys()).await.expect_err("no password refused");
     assert!(err.is_fatal(), "{err:?}");
 
     // An empty override is no override.
@@ -504,8 +504,7 @@ async fn tls_with_untrusted_certificate_is_fatal() {
     let url = format!("rediss://localhost:{tls_port}");
     let err = Bus::connect(Topology::Single { url }, Credentials::none(), default_keys())
         .await
-        .err()
-        .expect("untrusted");
+        .expect_err("untrusted");
     assert!(err.is_fatal(), "{err:?}");
     assert!(chain(&err).contains("certificate"), "{}", chain(&err));
 }

@@ -357,3 +357,61 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     }
     eprintln!("{} entries, {} events, {} duplicates", ids.len(), events.len(), events.len() - by_id.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_from_replays_then_follows_without_gap_or_duplicate() {
+    use std::io::{BufRead, BufReader};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(&dir, &redis);
+    let config = Config::load(&config_path).unwrap();
+    let bus = bus(&redis).await;
+    let mut faces = Faces::load();
+    enroll(&bus, &mut faces, &PEOPLE[..2]).await;
+    let crops = faces.crops("cage2_crop.jpg", 9);
+    let (token, tracker) = start_workers(&config, &bus);
+    for (i, c) in crops[..6].iter().enumerate() {
+        add(&redis, &support::faces::entry(c, "cam1", "g1", i as u64));
+    }
+    wait_until(Duration::from_secs(60), "6 events", || events(&redis).len() == 6);
+
+    let redeye = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_redeye"))
+            .arg("-c")
+            .arg(&config_path)
+            .arg("subscribe")
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut replay = redeye(&["--from", "0", "--count", "9"]);
+    let mut live = redeye(&["--camera", "cam2", "--count", "3"]);
+    let mut replay_out = BufReader::new(replay.stdout.take().unwrap());
+    // The replay prints the six past events before any new one exists.
+    let mut lines = Vec::new();
+    for _ in 0..6 {
+        let mut line = String::new();
+        replay_out.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    std::thread::sleep(Duration::from_millis(500)); // let the live subscriber subscribe
+    for (i, c) in crops[6..].iter().enumerate() {
+        add(&redis, &support::faces::entry(c, "cam2", "g2", 100 + i as u64));
+    }
+    for line in replay_out.lines() {
+        lines.push(line.unwrap());
+    }
+    assert!(replay.wait().unwrap().success());
+    let got: Vec<Event> = lines.iter().map(|l| serde_json::from_str(l.trim()).unwrap()).collect();
+    stop(token, tracker).await;
+    let all = events(&redis);
+    assert_eq!(all.len(), 9);
+    assert_eq!(got, all, "replay then follow gives exactly the stream, in order");
+
+    let live_out = live.wait_with_output().unwrap();
+    assert!(live_out.status.success());
+    let live_events: Vec<Event> =
+        String::from_utf8(live_out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(live_events, all[6..].to_vec(), "the live subscriber sees the new cam2 events only");
+}

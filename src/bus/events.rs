@@ -59,7 +59,32 @@ pub async fn read_range(
     reply::entries(value).map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
-/// The event JSON of an entry read by [`read_range`].
+/// Entries of `stream_key` after `after_id`, waiting up to `block_ms` for the first one
+/// (`XREAD BLOCK`). An empty list means nothing arrived in time. Blocks its connection: give it
+/// one of its own ([`super::Bus::open_shared`]).
+pub async fn follow(
+    conn: &mut RedisConn,
+    stream_key: &str,
+    after_id: &str,
+    count: usize,
+    block_ms: u64,
+) -> Result<Vec<StreamEntry>, BusError> {
+    let op = || format!("XREAD {stream_key} {after_id}");
+    let value: Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count.max(1))
+        .arg("BLOCK")
+        .arg(block_ms)
+        .arg("STREAMS")
+        .arg(stream_key)
+        .arg(after_id)
+        .query_async(conn)
+        .await
+        .map_err(|e| conn.error(op(), e))?;
+    reply::read_reply(value).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// The event JSON of an entry read by [`read_range`] or [`follow`].
 pub fn payload(entry: &StreamEntry) -> Option<&[u8]> {
     entry.get(EVENT_FIELD)
 }

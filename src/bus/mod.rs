@@ -174,6 +174,12 @@ impl Bus {
         self.group_target(group)?.opener.open().await
     }
 
+    /// A new connection of its own to the shared node, for a blocking `XREAD` on the events
+    /// stream (see [`Bus::open_group`] for why).
+    pub async fn open_shared(&self) -> Result<RedisConn, BusError> {
+        self.0.shared.opener.open().await
+    }
+
     /// The connection holding the gallery and the events.
     pub fn shared(&self) -> RedisConn {
         self.0.shared.conn.clone()
@@ -184,7 +190,9 @@ impl Bus {
     pub async fn subscribe(&self, channels: &[&str]) -> Result<Subscription, BusError> {
         let servers: Vec<(String, ConnectionInfo)> = match &*self.0.shared.opener {
             Opener::Node { target, info } => vec![(target.clone(), info.clone())],
-            Opener::Cluster { target, seeds } => seeds.iter().map(|s| (target.clone(), s.clone())).collect(),
+            Opener::Cluster { seeds, .. } => {
+                seeds.iter().map(|s| (format!("cluster node {}", s.addr()), s.clone())).collect()
+            }
             Opener::Sentinel { target, .. } => {
                 let master = self.0.shared.conn.sentinel_master().expect("a Sentinel target has a master");
                 vec![(target.clone(), master.get_connection_info().clone())]

@@ -12,6 +12,7 @@ pub mod forget;
 pub mod gallery;
 pub mod identify;
 pub mod recognize;
+pub mod subscribe;
 
 /// Options every subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,6 +51,8 @@ pub enum Command {
     Identify(identify::Args),
     /// Run recognition workers on the groups' faces streams.
     Recognize(recognize::Args),
+    /// Print recognition events as JSON lines (live, or replayed with --from then live).
+    Subscribe(subscribe::Args),
 }
 
 impl Cli {
@@ -62,6 +65,7 @@ impl Cli {
             Command::Gallery(args) => block_on(gallery::run(&self.common, args)),
             Command::Identify(args) => block_on(identify::run(&self.common, args)),
             Command::Recognize(args) => block_on(recognize::run(&self.common, args)),
+            Command::Subscribe(args) => block_on(subscribe::run(&self.common, args)),
         }
     }
 }

@@ -1,0 +1,107 @@
+//! `redeye subscribe`: recognition events as JSON lines.
+//!
+//! Live, events come from the pub/sub channel. With `--from ID` they come from the events
+//! stream instead: everything after ID, then each new entry as it is appended (`XREAD BLOCK`
+//! after the last id seen). Reading one ordered log is what makes the seam between replay and
+//! live exact: no gap and no duplicate, which a replay followed by a channel cannot promise.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use futures::StreamExt as _;
+
+use super::CommonArgs;
+use crate::app;
+use crate::bus::events;
+use crate::wire::Event;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only events from this camera.
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Only events naming this person (id or name); `unknown` for unrecognised faces.
+    #[arg(long)]
+    pub person: Option<String>,
+    /// Replay the events stream after this entry id (`0` for everything kept), then follow.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Stop after this many events (default: run until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+impl Args {
+    fn wants(&self, event: &Event) -> bool {
+        let camera_ok = self.camera.as_ref().is_none_or(|c| &event.camera == c);
+        let person_ok = match (&self.person, &event.person) {
+            (None, _) => true,
+            (Some(p), None) => p == "unknown",
+            (Some(p), Some(who)) => &who.id == p || &who.name == p,
+        };
+        camera_ok && person_ok
+    }
+}
+
+pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let config = app::load_config(&common.config)?;
+    let bus = app::connect(&config).await?;
+    let token = app::shutdown_token();
+    let mut printed = 0u64;
+    let mut emit = |payload: &[u8]| -> anyhow::Result<bool> {
+        match serde_json::from_slice::<Event>(payload) {
+            Ok(event) if args.wants(&event) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(payload)?;
+                out.write_all(b"\n")?;
+                out.flush()?;
+                printed += 1;
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "Skipping a malformed event."),
+        }
+        Ok(args.count.is_some_and(|n| printed >= n))
+    };
+    let keys = bus.keys().clone();
+    match &args.from {
+        Some(from) => {
+            let mut conn = bus.open_shared().await?;
+            let mut last = if from == "0" { "0-0".to_owned() } else { from.clone() };
+            loop {
+                let entries = tokio::select! {
+                    biased;
+                    _ = token.cancelled() => break,
+                    r = events::follow(&mut conn, keys.events_stream(), &last, 100, 1000) => r?,
+                };
+                for entry in &entries {
+                    last.clone_from(&entry.id);
+                    if let Some(payload) = events::payload(entry)
+                        && emit(payload)?
+                    {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+        }
+        None => {
+            let mut messages = bus.subscribe(&[keys.events_channel()]).await?;
+            loop {
+                let message = tokio::select! {
+                    biased;
+                    _ = token.cancelled() => break,
+                    m = messages.next() => m,
+                };
+                match message {
+                    Some(Ok(m)) => {
+                        if emit(&m.payload)? {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                    }
+                    Some(Err(err)) => return Err(err.into()),
+                    None => anyhow::bail!("the events subscription ended"),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
