@@ -323,7 +323,7 @@ impl Decoder {
             return;
         }
         let started = Instant::now();
-        let image = match self.to_rgb() {
+        let image = match self.convert_to_rgb() {
             Ok(img) => img,
             Err(e) => {
                 self.stats.drop_frame(DropReason::DecodeError);
@@ -344,7 +344,7 @@ impl Decoder {
 
     /// The decoded frame as RGB24, same size, bilinear (byte-identical to
     /// `ffmpeg -pix_fmt rgb24 -sws_flags bilinear`).
-    fn to_rgb(&mut self) -> Result<RgbImage, ffmpeg::Error> {
+    fn convert_to_rgb(&mut self) -> Result<RgbImage, ffmpeg::Error> {
         let (w, h, fmt) = (self.decoded.width(), self.decoded.height(), self.decoded.format());
         let stale = self.scaler.as_ref().is_none_or(|s| {
             let i = s.0.input();

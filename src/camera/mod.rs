@@ -12,7 +12,7 @@
 //! # Layout
 //! - this file: [`CameraSpec`] (from `cameras.toml`), [`CameraTask`] (`run` reconnects forever
 //!   with backoff; `run_once` is one session), [`SessionEnd`], [`CameraError`].
-//! - [`rtsp`]: retina sessions, RTP time → wall time. [`file`]: replaying files.
+//! - [`rtsp`]: retina sessions, RTP time → wall time. [`file`](mod@file): replaying files.
 //! - [`decode`]: the libavcodec thread, sampling, key-frames-only, RGB conversion.
 //! - `slot`: [`FrameSlots`], the newest-frame slots. `detect`: [`DetectPool`], [`FaceCrop`],
 //!   [`FaceSink`]. `group`: [`GroupIngest`], one group's cameras and pool together.
