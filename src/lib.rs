@@ -10,6 +10,7 @@
 //! - [`vision`]: ONNX Runtime loading, YuNet detection, the quality gate, 5-point alignment,
 //!   embedding (SFace by default; any recogniser described by data).
 //! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
+//! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.
 //! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
 //! - [`app`]: builds the bus and the face pipeline from a config, the same way for every command.
 //! - [`cmd`]: one module per subcommand, each with `Args` and `run(args)`.
@@ -19,6 +20,7 @@ pub mod bus;
 pub mod camera;
 pub mod cmd;
 pub mod config;
+pub mod ingest;
 pub mod recognize;
 pub mod telemetry;
 pub mod vision;

@@ -11,7 +11,9 @@ pub mod enroll;
 pub mod forget;
 pub mod gallery;
 pub mod identify;
+pub mod ingest;
 pub mod recognize;
+pub mod run;
 pub mod subscribe;
 
 /// Options every subcommand takes.
@@ -49,6 +51,10 @@ pub enum Command {
     Gallery(gallery::Args),
     /// Recognise the faces in photos: answered from the Redis cache when seen before.
     Identify(identify::Args),
+    /// Pull cameras, detect faces, and hand the crops to Redis.
+    Ingest(ingest::Args),
+    /// Ingest and recognition workers in one process (the default deployment).
+    Run(run::Args),
     /// Run recognition workers on the groups' faces streams.
     Recognize(recognize::Args),
     /// Print recognition events as JSON lines (live, or replayed with --from then live).
@@ -64,6 +70,8 @@ impl Cli {
             Command::Forget(args) => block_on(forget::run(&self.common, args)),
             Command::Gallery(args) => block_on(gallery::run(&self.common, args)),
             Command::Identify(args) => block_on(identify::run(&self.common, args)),
+            Command::Ingest(args) => block_on(ingest::run(&self.common, args)),
+            Command::Run(args) => block_on(run::run(&self.common, args)),
             Command::Recognize(args) => block_on(recognize::run(&self.common, args)),
             Command::Subscribe(args) => block_on(subscribe::run(&self.common, args)),
         }

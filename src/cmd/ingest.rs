@@ -1,0 +1,79 @@
+//! `redeye ingest`: pull the cameras of some or all groups, detect faces and hand the crops to
+//! Redis (cache hits become events, misses go to the groups' faces streams).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::CommonArgs;
+use crate::app;
+use crate::bus::Bus;
+use crate::camera::{self, GroupIngest, GroupOptions, GroupSpec};
+use crate::config::Config;
+use crate::ingest::RedisSink;
+use crate::vision::{QualityGate, Runtime};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A group to ingest (repeat for several; default: every group).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+}
+
+pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let config = app::load_config(&common.config)?;
+    let bus = app::connect(&config).await?;
+    let token = app::shutdown_token();
+    let running = start(&config, &bus, &args.groups, &token)?;
+    token.cancelled().await;
+    stop(running).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running ingest of some groups.
+pub struct Ingest {
+    pub groups: Vec<GroupIngest>,
+    pub sink: Arc<RedisSink>,
+}
+
+/// Starts the cameras and detection threads of the `names` groups (all when empty).
+pub fn start(config: &Config, bus: &Bus, names: &[String], token: &CancellationToken) -> anyhow::Result<Ingest> {
+    let crop = camera::CROP_SIZE;
+    anyhow::ensure!(
+        config.recognizer.input_size == crop,
+        "the recognizer takes {0}x{0} crops, ingest aligns faces to {crop}x{crop} (the ArcFace template)",
+        config.recognizer.input_size
+    );
+    let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
+    // Detection threads run beside the decode threads and the workers: one ONNX Runtime thread
+    // each, and more detection threads per group where `detect_threads` asks for them.
+    let opts = crate::vision::SessionOptions { intra_threads: 1, ..Default::default() };
+    let sink = Arc::new(RedisSink::new(bus.clone(), config, token.clone()));
+    let mut groups = Vec::new();
+    for group in app::select_groups(config, names)? {
+        let spec = GroupSpec::from_config(group, config).with_context(|| format!("group {}", group.name))?;
+        let detectors = camera::yunet_detectors(runtime, &config.detector, &opts, group.detect_threads)?;
+        let cameras = spec.cameras.len();
+        let ingest = GroupIngest::start(
+            spec,
+            GroupOptions::default(),
+            detectors,
+            QualityGate::new(config.quality.clone()),
+            sink.clone(),
+            token,
+        )?;
+        tracing::info!(group = %group.name, cameras, "Ingest started.");
+        groups.push(ingest);
+    }
+    Ok(Ingest { groups, sink })
+}
+
+/// After the token is cancelled: waits for cameras (TEARDOWN) and detection, within the grace.
+pub async fn stop(ingest: Ingest) {
+    let joins = futures::future::join_all(ingest.groups.into_iter().map(GroupIngest::join));
+    if tokio::time::timeout(app::SHUTDOWN_GRACE, joins).await.is_err() {
+        tracing::warn!("Ingest did not stop within the grace period.");
+    }
+}

@@ -1,0 +1,153 @@
+//! Ingest and `redeye run` end to end, as processes, against a real Redis, a real RTSP server
+//! and the real models: faces land in the right group's stream with every field, a crop seen
+//! before is answered from the cache, and events name the enrolled people.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redeye::wire::{Event, FaceEntry};
+use support::clips;
+use support::faces::{model_tables, photo};
+use support::redis::RedisServer;
+use support::rtsp::RtspServer;
+
+const PREFIX: &str = "it";
+
+fn write_config(dir: &Path, redis: &RedisServer, groups: &str) -> PathBuf {
+    let path = dir.join("cameras.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\n[worker]\nblock_ms = 200\n{}{groups}",
+            redis.url(),
+            model_tables()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A redeye subcommand as a child process; killed on drop.
+struct Redeye(Child);
+
+impl Redeye {
+    fn start(config: &Path, args: &[&str]) -> Redeye {
+        let child = Command::new(env!("CARGO_BIN_EXE_redeye"))
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .env("REDEYE_LOG", "info")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redeye");
+        Redeye(child)
+    }
+}
+
+impl Drop for Redeye {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn entries(redis: &RedisServer, group: &str) -> Vec<(String, HashMap<String, Vec<u8>>)> {
+    redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:{{{group}}}:faces")).arg("-").arg("+"))
+}
+
+fn events(redis: &RedisServer) -> Vec<Event> {
+    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
+        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:events")).arg("-").arg("+"));
+    rows.into_iter().map(|(_, f)| serde_json::from_slice(&f["event"]).unwrap()).collect()
+}
+
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn faces_from_rtsp_over_tcp_and_udp_land_in_their_groups_streams_with_every_field() {
+    let redis = RedisServer::start();
+    let vga = clips::clip(&clips::vga());
+    let bframes = clips::clip(&clips::vga_bframes());
+    let rtsp = RtspServer::start(&[("vga", &vga), ("bf", &bframes)]);
+    let dir = tempfile::tempdir().unwrap();
+    let groups = format!(
+        "[[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"door\"\nurl = {:?}\ntransport = \"tcp\"\nfps = 3\n\
+         [[group]]\nname = \"garage\"\n[[group.camera]]\nname = \"ramp\"\nurl = {:?}\ntransport = \"udp\"\nfps = 3\n",
+        rtsp.url("vga"),
+        rtsp.url("bf")
+    );
+    let config = write_config(dir.path(), &redis, &groups);
+    let _ingest = Redeye::start(&config, &["ingest"]);
+    wait_until(Duration::from_secs(60), "5 faces in each group's stream", || {
+        entries(&redis, "lobby").len() >= 5 && entries(&redis, "garage").len() >= 5
+    });
+    for (group, camera) in [("lobby", "door"), ("garage", "ramp")] {
+        for (id, fields) in entries(&redis, group) {
+            let entry = FaceEntry::from_fields(&fields)
+                .unwrap_or_else(|e| panic!("{group} entry {id} is not a complete face entry: {e}"));
+            // from_fields checks md5 == MD5(crop); say it here too, it is the content key.
+            assert_eq!(entry.md5, redeye::wire::md5_hex(&entry.crop));
+            assert_eq!((entry.group.as_str(), entry.camera.as_str()), (group, camera));
+            assert_eq!(entry.crop_size, 112);
+            let crop = image::load_from_memory(&entry.crop).unwrap();
+            assert_eq!((crop.width(), crop.height()), (112, 112));
+            let age = redeye::recognize::result::unix_millis().saturating_sub(entry.capture_ts);
+            assert!(age < 120_000, "capture time is wall time: {age} ms ago");
+            assert!(entry.bbox.w > 20.0 && entry.score >= 0.65);
+        }
+    }
+}
+
+#[test]
+fn run_names_enrolled_people_and_answers_a_looped_clip_from_the_cache() {
+    let redis = RedisServer::start();
+    // Key frames only: every loop of the file decodes the same key frames, so the same crops
+    // (same MD5) come back, which is what the cache is for.
+    let clip = clips::clip(&clips::short());
+    let dir = tempfile::tempdir().unwrap();
+    let groups = format!(
+        "[[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"replay\"\nurl = \"file://{}\"\nkey_frames_only = true\nfps = 25\n",
+        clip.display()
+    );
+    let config = write_config(dir.path(), &redis, &groups);
+    for (name, file) in [("Barack Obama", "obama2.jpg"), ("Nicolas Cage", "cage2_crop.jpg")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_redeye"))
+            .arg("-c")
+            .arg(&config)
+            .args(["enroll", "--name", name])
+            .arg(photo(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _run = Redeye::start(&config, &["run"]);
+    wait_until(Duration::from_secs(90), "events answered from the cache", || {
+        events(&redis).iter().filter(|e| e.cached).count() >= 4
+    });
+    let events = events(&redis);
+    let recognised: Vec<&Event> = events.iter().filter(|e| !e.cached).collect();
+    let cached: Vec<&Event> = events.iter().filter(|e| e.cached).collect();
+    let named = |es: &[&Event]| -> std::collections::BTreeSet<String> {
+        es.iter().filter_map(|e| e.person.as_ref().map(|p| p.id.clone())).collect()
+    };
+    assert!(!recognised.is_empty(), "the first loop goes through the workers");
+    let expected: std::collections::BTreeSet<String> = ["barack-obama", "nicolas-cage"].map(String::from).into();
+    assert_eq!(named(&recognised), expected, "{recognised:#?}");
+    assert_eq!(named(&cached), expected, "{cached:#?}");
+    for e in &cached {
+        assert!(e.id.starts_with("cache:replay:"), "{}", e.id);
+        assert!(recognised.iter().any(|r| r.md5 == e.md5), "a cache hit repeats an earlier crop");
+    }
+    // Hits do not touch the stream: it holds only the misses.
+    assert_eq!(entries(&redis, "lobby").len(), recognised.len());
+}
