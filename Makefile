@@ -17,6 +17,10 @@ build: setup
 test: setup
 	cargo nextest run --locked --no-fail-fast
 
+# The main job on an embedded default: own Redis, RTSP cameras from clips, events on screen.
+demo: build
+	@bash scripts/demo.sh
+
 bench: setup-opencv
 	cargo run --release --locked -- bench vision
 

@@ -17,6 +17,11 @@
 //! re-anchors. RTCP sender reports could map RTP to the camera's NTP clock instead, but many
 //! cameras' NTP clocks are unset or wrong, so the local clock is the safer reference.
 //!
+//! One correction: a frame is never captured after it was received. When the computed time is
+//! later than the receive time (the stream falls behind its own clock: a slow server, a loaded
+//! machine, or a P-frame sent ahead of its B-frames), the session re-anchors on that frame. So
+//! capture times err early, never late, and time-to-name is never understated.
+//!
 //! # Teardown
 //! Dropping a playing session makes retina send TEARDOWN in the background; its progress is
 //! tracked by the camera's `SessionGroup`, which `CameraTask::run` awaits on shutdown.
@@ -90,7 +95,12 @@ impl WallClock {
         let micros = ticks * 1_000_000 / i128::from(ts.clock_rate().get());
         let d = Duration::from_micros(micros.unsigned_abs() as u64);
         // B-frames can precede the anchor in presentation order.
-        if micros >= 0 { w0 + d } else { w0 - d }
+        let t = if micros >= 0 { w0 + d } else { w0 - d };
+        if t > received {
+            self.anchor = Some((ts.elapsed(), received));
+            return received;
+        }
+        t
     }
 }
 
@@ -259,6 +269,11 @@ mod tests {
         assert_eq!(c.capture_time(ts(13_600), w0 + Duration::from_secs(5)), w0 + Duration::from_millis(40));
         // A B-frame shown before the anchor.
         assert_eq!(c.capture_time(ts(6_400), w0), w0 - Duration::from_millis(40));
+        // A frame whose clock runs ahead of its arrival (the stream fell behind): it was captured
+        // no later than it arrived, and the next frames keep their spacing from it.
+        let late = w0 + Duration::from_secs(10);
+        assert_eq!(c.capture_time(ts(10_000 + 90_000 * 20), late), late);
+        assert_eq!(c.capture_time(ts(10_000 + 90_000 * 21), late + Duration::from_secs(5)), late + Duration::from_secs(1));
     }
 
     #[test]

@@ -29,6 +29,30 @@ pub struct Args {
     /// Stop after this many events (default: run until interrupted).
     #[arg(long)]
     pub count: Option<u64>,
+    /// `json` (one event per line, as published) or `text` (one readable line per event).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+/// One readable line: capture time (UTC), camera, who, score, and how long naming took.
+fn text_line(e: &Event) -> String {
+    let secs = e.capture_ts / 1000;
+    let time = format!("{:02}:{:02}:{:02}.{:03}", secs / 3600 % 24, secs / 60 % 60, secs % 60, e.capture_ts % 1000);
+    let who = e.person.as_ref().map_or("unknown", |p| p.name.as_str());
+    let source = if e.cached { "cache" } else { "worker" };
+    format!(
+        "{time}  {:<18} {:<20} score {:.2}  {source:<6} named in {} ms",
+        e.camera,
+        who,
+        e.score,
+        e.event_ts.saturating_sub(e.capture_ts)
+    )
 }
 
 impl Args {
@@ -52,7 +76,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         match serde_json::from_slice::<Event>(payload) {
             Ok(event) if args.wants(&event) => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(payload)?;
+                match args.format {
+                    Format::Json => out.write_all(payload)?,
+                    Format::Text => out.write_all(text_line(&event).as_bytes())?,
+                }
                 out.write_all(b"\n")?;
                 out.flush()?;
                 printed += 1;
