@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use crate::bus::{Bus, BusError, cache, events, streams};
 use crate::camera::{FaceCrop, FaceSink};
+use crate::metrics::{Stage, StageHooks};
 use crate::recognize::gallery;
 use crate::recognize::result::CachedResult;
 use crate::recognize::worker::event_for;
@@ -30,6 +31,8 @@ pub struct SinkStats {
     pub enqueued: AtomicU64,
     /// Redis errors retried (each retry counts once).
     pub retries: AtomicU64,
+    /// GET, XADD and event latencies and time-to-name of cache hits, once metrics attach.
+    pub latency: StageHooks,
 }
 
 /// Looks crops up in the cache and enqueues the misses.
@@ -92,10 +95,12 @@ impl RedisSink {
         // both at once. A result from an older gallery is a miss, so a face that was unknown
         // is recognised as soon as that person is enrolled.
         let image_key = keys.image(&entry.md5);
+        let started = Instant::now();
         let (cached, version) = tokio::join!(
             cache::get(&mut group_conn, &image_key),
             gallery::version(&mut shared, keys)
         );
+        self.stats.latency.observe(Stage::RedisGet, started.elapsed());
         let version = version.map_err(|e| match e {
             gallery::GalleryError::Redis(r) => shared.error("GET gallery version", r),
             other => BusError::Config(other.to_string()),
@@ -109,15 +114,20 @@ impl RedisSink {
                 let id = format!("cache:{}:{}:{}", entry.camera, entry.frame, entry.md5);
                 let event = event_for(&id, entry, &result.faces[0], &result.model, true);
                 let payload = serde_json::to_vec(&event).expect("an Event serialises");
+                let started = Instant::now();
                 events::publish(&mut shared, keys.events_channel(), keys.events_stream(), self.events_maxlen, &payload)
                     .await?;
+                self.stats.latency.observe(Stage::RedisPublish, started.elapsed());
+                self.stats.latency.observe_time_to_name(entry.capture_ts);
                 debug!(camera = %entry.camera, md5 = %entry.md5, "Answered from the cache.");
             }
             None => {
                 self.stats.cache_misses.fetch_add(1, Relaxed);
                 let fields = entry.to_fields();
                 let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+                let started = Instant::now();
                 streams::append_capped(&mut group_conn, &keys.faces(&entry.group), self.faces_maxlen, &pairs).await?;
+                self.stats.latency.observe(Stage::RedisXadd, started.elapsed());
                 self.stats.enqueued.fetch_add(1, Relaxed);
             }
         }

@@ -12,15 +12,20 @@
 //! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
 //! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.
 //! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
+//! - [`metrics`]: every Prometheus family, registered on the process's registry; the Redis
+//!   poller for stream length, lag and pending.
+//! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
 //! - [`app`]: builds the bus and the face pipeline from a config, the same way for every command.
 //! - [`cmd`]: one module per subcommand, each with `Args` and `run(args)`.
 
+pub mod admin;
 pub mod app;
 pub mod bus;
 pub mod camera;
 pub mod cmd;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod recognize;
 pub mod telemetry;
 pub mod vision;

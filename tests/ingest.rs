@@ -22,7 +22,7 @@ fn write_config(dir: &Path, redis: &RedisServer, groups: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\n[worker]\nblock_ms = 200\n{}{groups}",
+            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n[worker]\nblock_ms = 200\n{}{groups}",
             redis.url(),
             model_tables()
         ),

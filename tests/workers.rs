@@ -26,7 +26,7 @@ fn write_config(dir: &tempfile::TempDir, redis: &RedisServer) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\ncache_ttl_secs = 600\n\
+            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\ncache_ttl_secs = 600\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [worker]\nbatch = 8\nblock_ms = 200\nclaim_idle_ms = 1500\nmax_deliveries = 3\n{}\
              [[group]]\nname = \"g1\"\n[[group.camera]]\nname = \"cam1\"\nurl = \"rtsp://127.0.0.1:1/a\"\n\
              [[group]]\nname = \"g2\"\n[[group.camera]]\nname = \"cam2\"\nurl = \"rtsp://127.0.0.1:1/b\"\n",

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::slot::SlotHandle;
 use super::stats::{CameraStats, DropReason};
+use crate::metrics::Stage;
 
 /// Encoded frames waiting for the decoder. Small: a live source drops (and resyncs at the next
 /// key frame) rather than queueing seconds of video behind a decoder that cannot keep up.
@@ -237,6 +238,7 @@ impl Decoder {
             }
             Err(e) => {
                 self.stats.decode_nanos.fetch_add(nanos(started.elapsed()), Relaxed);
+                self.stats.latency.observe(Stage::Decode, started.elapsed());
                 self.stats.drop_frame(DropReason::DecodeError);
                 self.errors_in_a_row += 1;
                 tracing::debug!(camera = %self.camera, error = %e, "Decode error.");
@@ -290,6 +292,7 @@ impl Decoder {
             since = Instant::now();
         }
         self.stats.decode_nanos.fetch_add(nanos(decode_time), Relaxed);
+        self.stats.latency.observe(Stage::Decode, decode_time);
     }
 
     fn on_frame(&mut self, out: &mut dyn FnMut(Frame)) {
@@ -459,9 +462,12 @@ pub fn spawn(decoder: Decoder, slot: SlotHandle) -> Result<DecoderHandle, Decode
     let (tx, rx) = mpsc::channel(PACKET_QUEUE);
     let (done_tx, done) = oneshot::channel();
     let name = format!("decode-{}", decoder.camera);
+    // The camera task's span (camera, group), so the thread's logs carry it too.
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            let _span = span.entered();
             let camera = decoder.camera.clone();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(decoder, rx, &slot)));
             let result = result.unwrap_or_else(|_| {

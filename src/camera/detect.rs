@@ -15,6 +15,7 @@ use md5::{Digest, Md5};
 
 use super::slot::FrameSlots;
 use super::stats::DetectStats;
+use crate::metrics::Stage;
 use crate::vision::{BBox, Detection, Detector, QualityGate, align_face};
 
 /// JPEG quality of face crops: visually lossless for a 112x112 face, ~5 KB.
@@ -116,10 +117,11 @@ struct Worker {
 impl Worker {
     fn run(mut self, slots: &FrameSlots) {
         tracing::debug!("Detection thread starting.");
-        while let Some((frame, _camera_stats)) = slots.take() {
+        while let Some((frame, camera_stats)) = slots.take() {
             let started = Instant::now();
             let detections = self.detector.detect(&frame.image);
             self.stats.detect_nanos.fetch_add(nanos(started), Relaxed);
+            self.stats.latency.observe(Stage::Detect, started.elapsed());
             self.stats.frames.fetch_add(1, Relaxed);
             let detections = match detections {
                 Ok(d) => d,
@@ -130,9 +132,12 @@ impl Worker {
                 }
             };
             self.stats.faces_detected.fetch_add(detections.len() as u64, Relaxed);
+            camera_stats.faces_detected.fetch_add(detections.len() as u64, Relaxed);
             let started = Instant::now();
             for det in detections {
+                let one = Instant::now();
                 if let Some(crop) = self.crop(&frame, det) {
+                    self.stats.latency.observe(Stage::Align, one.elapsed());
                     self.stats.faces_accepted.fetch_add(1, Relaxed);
                     self.sink.accept(crop);
                 }

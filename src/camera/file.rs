@@ -158,7 +158,9 @@ pub(super) async fn run(ctx: &SessionCtx, path: &Path) -> SessionEnd {
     let (done_tx, mut replay_done) = oneshot::channel();
     let spawned = {
         let (ctx, tx) = (ctx.clone(), handle.tx.clone());
+        let span = tracing::Span::current();
         std::thread::Builder::new().name(format!("file-{}", ctx.camera)).spawn(move || {
+            let _span = span.entered();
             let _ = done_tx.send(replay(reader, &ctx, tx));
         })
     };

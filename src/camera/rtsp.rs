@@ -17,10 +17,11 @@
 //! re-anchors. RTCP sender reports could map RTP to the camera's NTP clock instead, but many
 //! cameras' NTP clocks are unset or wrong, so the local clock is the safer reference.
 //!
-//! One correction: a frame is never captured after it was received. When the computed time is
-//! later than the receive time (the stream falls behind its own clock: a slow server, a loaded
-//! machine, or a P-frame sent ahead of its B-frames), the session re-anchors on that frame. So
-//! capture times err early, never late, and time-to-name is never understated.
+//! One correction: a frame is not captured after it was received. When the computed time runs
+//! more than [`MAX_LEAD`] ahead of the receive time (the stream fell behind its own clock: a slow
+//! server or a loaded machine), the session re-anchors on that frame. Smaller leads are normal
+//! (a P-frame is sent before the B-frames shown ahead of it) and keep the camera's spacing. So
+//! time-to-name is never understated by more than `MAX_LEAD`.
 //!
 //! # Teardown
 //! Dropping a playing session makes retina send TEARDOWN in the background; its progress is
@@ -80,6 +81,11 @@ pub fn redact(url: &Url) -> String {
     u.to_string()
 }
 
+/// How far a computed capture time may run ahead of the receive time before re-anchoring: well
+/// beyond B-frame reordering (2 frames at 25 fps = 80 ms) and scheduling jitter on a loaded
+/// machine, so the camera's frame spacing is kept exactly unless the stream really fell behind.
+pub const MAX_LEAD: Duration = Duration::from_secs(1);
+
 /// Maps RTP timestamps to capture wall time (see the module docs).
 #[derive(Debug, Default, Clone)]
 pub struct WallClock {
@@ -96,7 +102,7 @@ impl WallClock {
         let d = Duration::from_micros(micros.unsigned_abs() as u64);
         // B-frames can precede the anchor in presentation order.
         let t = if micros >= 0 { w0 + d } else { w0 - d };
-        if t > received {
+        if t > received + MAX_LEAD {
             self.anchor = Some((ts.elapsed(), received));
             return received;
         }

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+use crate::metrics::StageHooks;
 use crate::vision::Rejection;
 
 /// Why a frame was dropped. Bounded and stable: these become the `reason` label.
@@ -67,6 +68,8 @@ pub struct CameraStats {
     pub frames_sampled: AtomicU64,
     /// Frames taken from the slot by the detection stage.
     pub frames_detected: AtomicU64,
+    /// Faces the detector found in this camera's frames, before the quality gate.
+    pub faces_detected: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     /// Sessions started after the first one (each failed attempt counts).
     pub reconnects: AtomicU64,
@@ -79,6 +82,8 @@ pub struct CameraStats {
     pub decode_nanos: AtomicU64,
     /// Time spent converting sampled frames to RGB, nanoseconds.
     pub convert_nanos: AtomicU64,
+    /// The decode latency histogram, once the metrics registry attaches it.
+    pub latency: StageHooks,
 }
 
 impl CameraStats {
@@ -148,6 +153,8 @@ pub struct DetectStats {
     pub detect_nanos: AtomicU64,
     /// Time aligning, gating, JPEG-encoding and hashing accepted faces, nanoseconds.
     pub crop_nanos: AtomicU64,
+    /// The detect and align latency histograms, once the metrics registry attaches them.
+    pub latency: StageHooks,
 }
 
 impl DetectStats {

@@ -6,8 +6,10 @@
 //! Runtime comes from `ORT_DYLIB_PATH` or `third_party/onnxruntime/`, both relative to the
 //! current directory, so run it from the repository root (as `make bench` does).
 
+mod decode;
 mod measure;
 mod opencv;
+mod workers;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,11 @@ pub struct Args {
 pub enum What {
     /// Detections/s, embeddings/s and end-to-end faces/s, side by side with OpenCV.
     Vision(VisionArgs),
+    /// Crops/s through one recognition worker against pure inference, Redis commands per
+    /// crop, and time-to-name p50/p99 (starts its own redis-server).
+    Workers(workers::WorkersArgs),
+    /// H.264 decode frames/s against the ffmpeg CLI, and CPU per camera.
+    Decode(decode::DecodeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,7 +69,11 @@ const MOBILEFACENET: &str = "models/mobilefacenet_192d_dynbatch.onnx";
 const MFN_BATCHES: [usize; 4] = [1, 8, 16, 32];
 
 pub fn run(_common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let What::Vision(args) = args.what;
+    let args = match args.what {
+        What::Vision(args) => args,
+        What::Workers(args) => return workers::run(args),
+        What::Decode(args) => return decode::run(args),
+    };
     anyhow::ensure!(args.seconds > 0.0 && args.seconds.is_finite(), "--seconds must be positive");
     anyhow::ensure!(args.threads.iter().all(|&t| t >= 1), "--threads must be at least 1");
     // Fail before a minute of measuring, not after.

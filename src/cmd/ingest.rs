@@ -1,18 +1,22 @@
 //! `redeye ingest`: pull the cameras of some or all groups, detect faces and hand the crops to
 //! Redis (cache hits become events, misses go to the groups' faces streams).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::CommonArgs;
+use crate::admin::Admin;
 use crate::app;
 use crate::bus::Bus;
 use crate::camera::{self, GroupIngest, GroupOptions, GroupSpec};
 use crate::config::Config;
 use crate::ingest::RedisSink;
+use crate::metrics::Metrics;
 use crate::vision::{QualityGate, Runtime};
 
 #[derive(Debug, clap::Args)]
@@ -20,15 +24,28 @@ pub struct Args {
     /// A group to ingest (repeat for several; default: every group).
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// Serve /metrics, /live and /ready here instead of `[admin] listen` (port 0: any free port).
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let config = app::load_config(&common.config)?;
+    let admin = Admin::start(args.admin_listen.unwrap_or(config.admin.listen))?;
     let bus = app::connect(&config).await?;
+    admin.readiness.set_bus(bus.clone());
     let token = app::shutdown_token();
     let running = start(&config, &bus, &args.groups, &token)?;
+    running.register_metrics(&admin.metrics);
+    admin.readiness.set_models_loaded();
+    let polls = TaskTracker::new();
+    admin.poll_redis(&bus, running.group_names(), &polls, &token);
+    polls.close();
     token.cancelled().await;
+    admin.readiness.set_draining();
     stop(running).await;
+    polls.wait().await;
+    admin.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -36,6 +53,21 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
 pub struct Ingest {
     pub groups: Vec<GroupIngest>,
     pub sink: Arc<RedisSink>,
+}
+
+impl Ingest {
+    /// Exports every camera's, detection pool's and the sink's counters and latencies.
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        for group in &self.groups {
+            metrics.add_group_ingest(group);
+        }
+        metrics.add_sink(self.sink.stats().clone());
+    }
+
+    /// The names of the running groups.
+    pub fn group_names(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.name().to_owned()).collect()
+    }
 }
 
 /// Starts the cameras and detection threads of the `names` groups (all when empty).

@@ -22,6 +22,7 @@ use super::gallery::LiveGallery;
 use super::result::{CachedResult, FaceResult, RESULT_SCHEMA, unix_millis};
 use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, cache, events, streams};
 use crate::config::Config;
+use crate::metrics::{Stage, StageHooks};
 use crate::wire::{EVENT_SCHEMA, Event, FaceEntry, PersonRef};
 
 /// What a worker needs from `cameras.toml`.
@@ -58,6 +59,8 @@ pub struct WorkerStats {
     pub dead_letters: AtomicU64,
     pub claimed: AtomicU64,
     pub errors: AtomicU64,
+    /// Embed, match and Redis latencies and time-to-name, once the metrics registry attaches.
+    pub latency: StageHooks,
 }
 
 /// One consumer on one group's faces stream.
@@ -209,7 +212,10 @@ impl Worker {
             .await
             .map_err(|e| BusError::Config(format!("loading the gallery: {e}")))?;
         let crops: Vec<RgbImage> = good.iter().map(|(_, _, c)| c.clone()).collect();
-        let embeddings = match self.embed.embed(crops).await {
+        let started = Instant::now();
+        let embedded = self.embed.embed(crops).await;
+        self.stats.latency.observe(Stage::Embed, started.elapsed());
+        let embeddings = match embedded {
             Ok(e) => e,
             Err(err) => {
                 // Left pending: redelivered later, dead-lettered after max_deliveries.
@@ -219,7 +225,9 @@ impl Worker {
         };
         let mut ids = Vec::with_capacity(good.len());
         for ((entry, face, _), embedding) in good.iter().zip(&embeddings) {
+            let started = Instant::now();
             let m = matcher.best(embedding).map_err(|e| BusError::Config(format!("matching: {e}")))?;
+            self.stats.latency.observe(Stage::Match, started.elapsed());
             let score = if m.score.is_finite() { m.score } else { 0.0 };
             let counter = if m.person.is_some() { &self.stats.known } else { &self.stats.unknown };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -232,12 +240,15 @@ impl Worker {
                 faces: vec![FaceResult { bbox: None, person_id, name, score, rejected: None }],
             };
             let image_key = self.bus.keys().image(&face.md5);
+            let started = Instant::now();
             cache::set_json(&mut conn, &image_key, &result, self.settings.cache_ttl_secs).await?;
+            self.stats.latency.observe(Stage::RedisSet, started.elapsed());
             // Stream ids are unique per stream only; the group makes them unique everywhere.
             let event_id = format!("{}:{}", self.group, entry.id);
             let event = event_for(&event_id, face, &result.faces[0], &result.model, false);
             let payload = serde_json::to_vec(&event).expect("an Event serialises");
             let keys = self.bus.keys();
+            let started = Instant::now();
             events::publish(
                 &mut shared,
                 keys.events_channel(),
@@ -246,10 +257,14 @@ impl Worker {
                 &payload,
             )
             .await?;
+            self.stats.latency.observe(Stage::RedisPublish, started.elapsed());
+            self.stats.latency.observe_time_to_name(face.capture_ts);
             debug!(id = %entry.id, camera = %face.camera, person = ?event.person, score, "Recognised.");
             ids.push(entry.id.as_str());
         }
+        let started = Instant::now();
         streams::ack(&mut conn, key, CONSUMER_GROUP, &ids).await?;
+        self.stats.latency.observe(Stage::RedisXack, started.elapsed());
         Ok(())
     }
 

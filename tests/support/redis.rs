@@ -41,15 +41,23 @@ impl RedisServer {
     }
 
     /// A Sentinel on a free port monitoring `master` under `master_name` (quorum 1, master
-    /// considered down after 1 s).
+    /// considered down after 1 s). Quorum 1 suits a lone sentinel; with several, use
+    /// [`RedisServer::start_sentinel_with_quorum`] and a majority.
     pub fn start_sentinel(master: &RedisServer, master_name: &str) -> RedisServer {
+        RedisServer::start_sentinel_with_quorum(master, master_name, 1)
+    }
+
+    /// A Sentinel on a free port monitoring `master` under `master_name`: `quorum` sentinels
+    /// must agree the master is down (2 of 3 is the usual majority), after 1 s without an
+    /// answer; a failover that stalls is retried after 5 s.
+    pub fn start_sentinel_with_quorum(master: &RedisServer, master_name: &str, quorum: u32) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for a sentinel");
         // Sentinel rewrites its config file, so it gets a writable one in its own directory.
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(
             &conf,
             format!(
-                "sentinel monitor {master_name} 127.0.0.1 {} 1\n\
+                "sentinel monitor {master_name} 127.0.0.1 {} {quorum}\n\
                  sentinel down-after-milliseconds {master_name} 1000\n\
                  sentinel failover-timeout {master_name} 5000\n",
                 master.port()
@@ -58,6 +66,25 @@ impl RedisServer {
         .expect("write sentinel.conf");
         let conf = conf.to_str().expect("UTF-8 temp path").to_owned();
         RedisServer::start_in(dir, &[&conf, "--sentinel"])
+    }
+
+    /// A replica of `master` (`--replicaof`), started without waiting for the initial sync
+    /// (see [`RedisServer::wait_replica_synced`]).
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port().to_string()])
+    }
+
+    /// Waits until this replica's link to its master is up (initial sync done).
+    pub fn wait_replica_synced(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let info: String = self.query(redis::cmd("INFO").arg("replication"));
+            if info.contains("master_link_status:up") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replica :{} not in sync in time:\n{info}", self.port());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn start_in(dir: tempfile::TempDir, args: &[&str]) -> RedisServer {

@@ -1,0 +1,301 @@
+//! The collector that turns the pipeline's atomic counters into metric families at scrape time.
+//!
+//! Cameras, detection pools, workers and the ingest sink keep relaxed atomics on their hot
+//! paths; this reads them when `/metrics` is scraped, so exporting them costs nothing per frame.
+//! A family is only emitted once something of its kind is registered: an `ingest` process has
+//! no recognitions, a `recognize` process no cameras.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::Desc;
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::camera::{CameraStats, DetectStats, DropReason};
+use crate::ingest::SinkStats;
+use crate::recognize::worker::WorkerStats;
+
+/// A family this collector emits.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    labels: &'static [&'static str],
+}
+
+const CAMERA: &[&str] = &["camera", "group"];
+const CAMERA_REASON: &[&str] = &["camera", "group", "reason"];
+
+const CAMERA_UP: Family = Family {
+    name: "redeye_camera_up",
+    help: "1 while the camera's session delivers decoded frames, 0 while it connects or backs off.",
+    kind: MetricType::GAUGE,
+    labels: CAMERA,
+};
+const FRAMES_RECEIVED: Family = Family {
+    name: "redeye_camera_frames_received_total",
+    help: "Encoded frames received from the camera (including frames dropped later).",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FRAMES_DECODED: Family = Family {
+    name: "redeye_camera_frames_decoded_total",
+    help: "Frames that came out of the decoder.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FRAMES_DROPPED: Family = Family {
+    name: "redeye_camera_frames_dropped_total",
+    help: "Frames dropped on purpose, by reason (sampling, replaced, decode_error, backlog, waiting_for_key, non_key).",
+    kind: MetricType::COUNTER,
+    labels: CAMERA_REASON,
+};
+const RECONNECTS: Family = Family {
+    name: "redeye_camera_reconnects_total",
+    help: "Camera sessions started after the first one (each failed attempt counts).",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const DECODE_ERRORS: Family = Family {
+    name: "redeye_camera_decode_errors_total",
+    help: "Packets libavcodec refused or frames that could not be converted to RGB.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FACES_DETECTED: Family = Family {
+    name: "redeye_faces_detected_total",
+    help: "Faces the detector found in the camera's frames, before the quality gate.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FACES_REJECTED: Family = Family {
+    name: "redeye_faces_rejected_total",
+    help: "Faces the quality gate stopped, by reason (too_small, low_score, blurry).",
+    kind: MetricType::COUNTER,
+    labels: &["group", "reason"],
+};
+const RECOGNITIONS: Family = Family {
+    name: "redeye_recognitions_total",
+    help: "Faces stream entries recognised by this process's workers, by outcome (known, unknown, dead_letter).",
+    kind: MetricType::COUNTER,
+    labels: &["outcome"],
+};
+const CLAIMED: Family = Family {
+    name: "redeye_worker_claimed_entries_total",
+    help: "Entries taken over from stopped or stuck consumers (XAUTOCLAIM).",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+const WORKER_ERRORS: Family = Family {
+    name: "redeye_worker_errors_total",
+    help: "Worker sessions that ended in a Redis error and were retried.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+const CACHE_HITS: Family = Family {
+    name: "redeye_cache_hits_total",
+    help: "Face crops answered from a fresh image:<md5> result.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+const CACHE_MISSES: Family = Family {
+    name: "redeye_cache_misses_total",
+    help: "Face crops with no fresh cached result, sent to the faces stream.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+
+const ALL: [&Family; 13] = [
+    &CAMERA_UP,
+    &FRAMES_RECEIVED,
+    &FRAMES_DECODED,
+    &FRAMES_DROPPED,
+    &RECONNECTS,
+    &DECODE_ERRORS,
+    &FACES_DETECTED,
+    &FACES_REJECTED,
+    &RECOGNITIONS,
+    &CLAIMED,
+    &WORKER_ERRORS,
+    &CACHE_HITS,
+    &CACHE_MISSES,
+];
+
+/// Quality gate reasons, as [`DetectStats::rejected`] names them.
+const REJECT_REASONS: [&str; 3] = ["too_small", "low_score", "blurry"];
+
+/// What has been registered.
+#[derive(Default)]
+struct Registered {
+    /// `(group, camera)` -> counters, in registration order.
+    cameras: Vec<(String, String, Arc<CameraStats>)>,
+    detect: Vec<(String, Arc<DetectStats>)>,
+    workers: Vec<Arc<WorkerStats>>,
+    sinks: Vec<Arc<SinkStats>>,
+}
+
+/// The registered sources and the descriptors of the families they become.
+pub(super) struct Sources {
+    registered: Mutex<Registered>,
+    descs: Vec<Desc>,
+}
+
+impl Sources {
+    pub(super) fn new() -> Sources {
+        let descs = ALL
+            .iter()
+            .map(|f| {
+                let labels = f.labels.iter().map(|l| l.to_string()).collect();
+                Desc::new(f.name.into(), f.help.into(), labels, HashMap::new()).expect("valid descriptor")
+            })
+            .collect();
+        Sources { registered: Mutex::default(), descs }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registered> {
+        // The data is a list of Arcs; a panic elsewhere cannot leave it half-updated.
+        self.registered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn add_camera(&self, group: &str, camera: &str, stats: Arc<CameraStats>) {
+        let mut r = self.lock();
+        r.cameras.retain(|(g, c, _)| !(g == group && c == camera));
+        r.cameras.push((group.to_owned(), camera.to_owned(), stats));
+    }
+
+    pub(super) fn add_detect(&self, group: &str, stats: Arc<DetectStats>) {
+        let mut r = self.lock();
+        r.detect.retain(|(g, _)| g != group);
+        r.detect.push((group.to_owned(), stats));
+    }
+
+    pub(super) fn add_workers(&self, stats: Arc<WorkerStats>) {
+        self.lock().workers.push(stats);
+    }
+
+    pub(super) fn add_sink(&self, stats: Arc<SinkStats>) {
+        self.lock().sinks.push(stats);
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let r = self.lock();
+        let mut out = Vec::new();
+        let mut family = |f: &Family, metrics: Vec<Metric>| {
+            if !metrics.is_empty() {
+                let mut mf = MetricFamily::default();
+                mf.set_name(f.name.to_owned());
+                mf.set_help(f.help.to_owned());
+                mf.set_field_type(f.kind);
+                mf.set_metric(metrics);
+                out.push(mf);
+            }
+        };
+
+        let per_camera = |f: &Family, value: &dyn Fn(&CameraStats) -> u64| -> Vec<Metric> {
+            r.cameras
+                .iter()
+                .map(|(g, c, s)| metric(f.kind, &[("camera", c), ("group", g)], value(s) as f64))
+                .collect()
+        };
+        family(&CAMERA_UP, per_camera(&CAMERA_UP, &|s| u64::from(s.up.load(Relaxed))));
+        family(&FRAMES_RECEIVED, per_camera(&FRAMES_RECEIVED, &|s| s.frames_received.load(Relaxed)));
+        family(&FRAMES_DECODED, per_camera(&FRAMES_DECODED, &|s| s.frames_decoded.load(Relaxed)));
+        family(&RECONNECTS, per_camera(&RECONNECTS, &|s| s.reconnects.load(Relaxed)));
+        family(&DECODE_ERRORS, per_camera(&DECODE_ERRORS, &|s| s.dropped(DropReason::DecodeError)));
+        let dropped = r
+            .cameras
+            .iter()
+            .flat_map(|(g, c, s)| {
+                DropReason::ALL.iter().map(move |&reason| {
+                    let labels = [("camera", c.as_str()), ("group", g.as_str()), ("reason", reason.as_str())];
+                    metric(MetricType::COUNTER, &labels, s.dropped(reason) as f64)
+                })
+            })
+            .collect();
+        family(&FRAMES_DROPPED, dropped);
+
+        family(&FACES_DETECTED, per_camera(&FACES_DETECTED, &|s| s.faces_detected.load(Relaxed)));
+        let rejected = r
+            .detect
+            .iter()
+            .flat_map(|(g, s)| {
+                REJECT_REASONS.iter().map(move |reason| {
+                    metric(
+                        MetricType::COUNTER,
+                        &[("group", g), ("reason", reason)],
+                        s.rejected(reason) as f64,
+                    )
+                })
+            })
+            .collect();
+        family(&FACES_REJECTED, rejected);
+
+        if !r.workers.is_empty() {
+            let sum = |a: fn(&WorkerStats) -> &AtomicU64| -> f64 {
+                r.workers.iter().map(|w| a(w).load(Relaxed)).sum::<u64>() as f64
+            };
+            let outcomes = [
+                ("known", sum(|w| &w.known)),
+                ("unknown", sum(|w| &w.unknown)),
+                ("dead_letter", sum(|w| &w.dead_letters)),
+            ];
+            let recognitions = outcomes
+                .iter()
+                .map(|(outcome, v)| metric(MetricType::COUNTER, &[("outcome", outcome)], *v))
+                .collect();
+            family(&RECOGNITIONS, recognitions);
+            family(&CLAIMED, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.claimed))]);
+            family(&WORKER_ERRORS, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.errors))]);
+        }
+
+        if !r.sinks.is_empty() {
+            let sum = |a: fn(&SinkStats) -> &AtomicU64| -> f64 {
+                r.sinks.iter().map(|s| a(s).load(Relaxed)).sum::<u64>() as f64
+            };
+            family(&CACHE_HITS, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_hits))]);
+            family(&CACHE_MISSES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_misses))]);
+        }
+        out
+    }
+}
+
+/// One sample with its labels, as a counter or a gauge.
+fn metric(kind: MetricType, labels: &[(&str, &str)], value: f64) -> Metric {
+    let pairs = labels
+        .iter()
+        .map(|(name, value)| {
+            let mut p = LabelPair::default();
+            p.set_name((*name).to_owned());
+            p.set_value((*value).to_owned());
+            p
+        })
+        .collect();
+    let mut m = Metric::from_label(pairs);
+    match kind {
+        MetricType::GAUGE => {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        _ => {
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        }
+    }
+    m
+}
+
+/// [`Sources`] as a registrable collector (the registry takes ownership of a box).
+pub(super) struct Collector(pub(super) Arc<Sources>);
+
+impl prometheus::core::Collector for Collector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
+    }
+}
