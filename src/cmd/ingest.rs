@@ -1,7 +1,6 @@
 //! `redeye ingest`: pull the cameras of some or all groups, detect faces and hand the crops to
 //! Redis (cache hits become events, misses go to the groups' faces streams).
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,8 +8,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::CommonArgs;
-use crate::admin::Admin;
+use super::{CommonArgs, Role, RoleArgs};
 use crate::app;
 use crate::bus::Bus;
 use crate::camera::{self, GroupIngest, GroupOptions, GroupSpec};
@@ -21,21 +19,13 @@ use crate::vision::{QualityGate, Runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A group to ingest (repeat for several; default: every group).
-    #[arg(long = "group")]
-    pub groups: Vec<String>,
-    /// Serve /metrics, /live and /ready here instead of `[admin] listen` (port 0: any free port).
-    #[arg(long)]
-    pub admin_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub role: RoleArgs,
 }
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let config = app::load_config(&common.config)?;
-    let admin = Admin::start(args.admin_listen.unwrap_or(config.admin.listen))?;
-    let bus = app::connect(&config).await?;
-    admin.readiness.set_bus(bus.clone());
-    let token = app::shutdown_token();
-    let running = start(&config, &bus, &args.groups, &token)?;
+    let Role { config, admin, bus, token } = Role::start(common, &args.role).await?;
+    let running = start(&config, &bus, &args.role.groups, &token)?;
     running.register_metrics(&admin.metrics);
     admin.readiness.set_models_loaded();
     let polls = TaskTracker::new();
@@ -71,7 +61,12 @@ impl Ingest {
 }
 
 /// Starts the cameras and detection threads of the `names` groups (all when empty).
-pub fn start(config: &Config, bus: &Bus, names: &[String], token: &CancellationToken) -> anyhow::Result<Ingest> {
+pub fn start(
+    config: &Config,
+    bus: &Bus,
+    names: &[String],
+    token: &CancellationToken,
+) -> anyhow::Result<Ingest> {
     let crop = camera::CROP_SIZE;
     anyhow::ensure!(
         config.recognizer.input_size == crop,

@@ -16,6 +16,38 @@ pub mod recognize;
 pub mod run;
 pub mod subscribe;
 
+/// Options of the long-running roles (`run`, `ingest`, `recognize`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RoleArgs {
+    /// A group to work on (repeat for several; default: every group).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Serve /metrics, /live and /ready here instead of `[admin] listen` (port 0: any free port).
+    #[arg(long)]
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+/// What every long-running role sets up first, in this order: the configuration, the admin
+/// server (so /live answers at once and /ready says what it is waiting for), Redis, and the
+/// shutdown token.
+pub struct Role {
+    pub config: crate::config::Config,
+    pub admin: crate::admin::Admin,
+    pub bus: crate::bus::Bus,
+    pub token: tokio_util::sync::CancellationToken,
+}
+
+impl Role {
+    pub async fn start(common: &CommonArgs, args: &RoleArgs) -> anyhow::Result<Role> {
+        let config = crate::app::load_config(&common.config)?;
+        let admin = crate::admin::Admin::start(args.admin_listen.unwrap_or(config.admin.listen))?;
+        let bus = crate::app::connect(&config).await?;
+        admin.readiness.set_bus(bus.clone());
+        let token = crate::app::shutdown_token();
+        Ok(Role { config, admin, bus, token })
+    }
+}
+
 /// Options every subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {

@@ -1,14 +1,12 @@
 //! `redeye recognize`: recognition workers for the faces streams of some or all groups.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::CommonArgs;
-use crate::admin::Admin;
+use super::{CommonArgs, Role, RoleArgs};
 use crate::app;
 use crate::bus::{Bus, consumer_name};
 use crate::config::Config;
@@ -19,29 +17,20 @@ use crate::vision::{OnnxEmbedder, Runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A group whose stream to work on (repeat for several; default: every group).
-    #[arg(long = "group")]
-    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub role: RoleArgs,
     /// Worker threads in this process, each with its own model session (default: `worker.workers`).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Serve /metrics, /live and /ready here instead of `[admin] listen` (port 0: any free port).
-    #[arg(long)]
-    pub admin_listen: Option<SocketAddr>,
 }
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let config = app::load_config(&common.config)?;
-    // First, so /live answers at once and /ready says what it waits for.
-    let admin = Admin::start(args.admin_listen.unwrap_or(config.admin.listen))?;
-    let bus = app::connect(&config).await?;
-    admin.readiness.set_bus(bus.clone());
-    let token = app::shutdown_token();
+    let Role { config, admin, bus, token } = Role::start(common, &args.role).await?;
     let tracker = TaskTracker::new();
-    let stats = spawn_workers(&config, &bus, &args.groups, args.workers, &tracker, &token)?;
+    let stats = spawn_workers(&config, &bus, &args.role.groups, args.workers, &tracker, &token)?;
     admin.metrics.add_workers(stats);
     admin.readiness.set_models_loaded();
-    let groups = app::select_groups(&config, &args.groups)?.iter().map(|g| g.name.clone()).collect();
+    let groups = app::select_groups(&config, &args.role.groups)?.iter().map(|g| g.name.clone()).collect();
     admin.poll_redis(&bus, groups, &tracker, &token);
     tracker.close();
     token.cancelled().await;

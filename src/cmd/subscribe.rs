@@ -43,7 +43,8 @@ pub enum Format {
 /// One readable line: capture time (UTC), camera, who, score, and how long naming took.
 fn text_line(e: &Event) -> String {
     let secs = e.capture_ts / 1000;
-    let time = format!("{:02}:{:02}:{:02}.{:03}", secs / 3600 % 24, secs / 60 % 60, secs % 60, e.capture_ts % 1000);
+    let time =
+        format!("{:02}:{:02}:{:02}.{:03}", secs / 3600 % 24, secs / 60 % 60, secs % 60, e.capture_ts % 1000);
     let who = e.person.as_ref().map_or("unknown", |p| p.name.as_str());
     let source = if e.cached { "cache" } else { "worker" };
     format!(
