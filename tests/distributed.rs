@@ -1,0 +1,732 @@
+//! Distributed deployments, everything on loopback and started here: a 3-master Redis Cluster
+//! with separate ingest and recognition processes, two named standalone nodes with camera groups
+//! pinned to them, and a Sentinel failover under a running worker. Plus the memory a faces
+//! stream entry takes in Redis, for sizing (`deploy/README.md`).
+//!
+//! Each test checks what crosses Redis by id: a faces stream entry `<id>` of group `g` becomes
+//! the event `g:<id>`; cache hits at ingest have `cache:` ids and add no entry.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redeye::config::REDIS_URL_ENV;
+use redeye::recognize::result::unix_millis;
+use redeye::wire::Event;
+use support::clips;
+use support::faces::{Faces, model_tables, photo};
+use support::redis::{RedisCluster, RedisServer};
+
+const PREFIX: &str = "dt";
+const EVENTS: &str = "dt:events";
+
+fn faces_key(group: &str) -> String {
+    format!("{PREFIX}:{{{group}}}:faces")
+}
+
+fn dead_key(group: &str) -> String {
+    format!("{PREFIX}:{{{group}}}:dead")
+}
+
+/// `cameras.toml` with `topology` (lines of `[redis]`, possibly ending in a sub-table) and
+/// `groups`; short worker block time, a claim time longer than any test (nothing crashes here
+/// except Redis), the repository's models.
+fn write_config(dir: &Path, topology: &str, groups: &str) -> PathBuf {
+    let path = dir.join("cameras.toml");
+    let text = format!(
+        "[redis]\nkey_prefix = {PREFIX:?}\ncache_ttl_secs = 600\n{topology}\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [worker]\nbatch = 8\nblock_ms = 200\nclaim_idle_ms = 20000\n{}{groups}",
+        model_tables()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `[[group]]` with one file camera replaying `clip` (looping, at native pace).
+fn file_group(name: &str, node: Option<&str>, camera: &str, clip: &Path, fps: f64) -> String {
+    let node = node.map(|n| format!("node = {n:?}\n")).unwrap_or_default();
+    format!(
+        "[[group]]\nname = {name:?}\n{node}[[group.camera]]\nname = {camera:?}\nurl = \"file://{}\"\nfps = {fps}\n",
+        clip.display()
+    )
+}
+
+/// A `redeye` subcommand as a child process, its stderr in `<dir>/<name>.log`; killed on drop,
+/// and the log's tail printed when the test is failing.
+struct Redeye {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Redeye {
+    fn start(dir: &Path, name: &str, config: &Path, args: &[&str]) -> Redeye {
+        let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_redeye"))
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .env("REDEYE_LOG", "info")
+            .env_remove(REDIS_URL_ENV)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start redeye");
+        Redeye { name: name.to_owned(), child: Some(child), log }
+    }
+
+    /// SIGTERM, then a graceful exit within `limit`; fails the test otherwise.
+    fn terminate(&mut self, limit: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} ({})", self.name);
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not stop within {limit:?} of SIGTERM:\n{}", self.name, self.log_tail(30));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{} exited with {status}:\n{}", self.name, self.log_tail(30));
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Redeye {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- {} log (last 30 lines) ---\n{}\n---", self.name, self.log_tail(30));
+        }
+    }
+}
+
+/// `redeye enroll --name <name> <photo>` with `config`.
+fn enroll(config: &Path, name: &str, photo_file: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_redeye"))
+        .arg("-c")
+        .arg(config)
+        .args(["enroll", "--name", name])
+        .arg(photo(photo_file))
+        .env_remove(REDIS_URL_ENV)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "enroll {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+type Fields = HashMap<String, Vec<u8>>;
+
+/// A group's faces stream on `server`: (entry id, fields).
+fn entries(server: &RedisServer, group: &str) -> Vec<(String, Fields)> {
+    server.query(redis::cmd("XRANGE").arg(faces_key(group)).arg("-").arg("+"))
+}
+
+fn xlen(server: &RedisServer, key: &str) -> usize {
+    server.query(redis::cmd("XLEN").arg(key))
+}
+
+/// The events stream on `server`.
+fn events(server: &RedisServer) -> Vec<Event> {
+    let rows: Vec<(String, Fields)> = server.query(redis::cmd("XRANGE").arg(EVENTS).arg("-").arg("+"));
+    rows.into_iter().map(|(_, f)| serde_json::from_slice(&f["event"]).expect("event JSON")).collect()
+}
+
+/// The keys `server` itself holds (on a Cluster node: its own slots only).
+fn keys_on(server: &RedisServer, pattern: &str) -> BTreeSet<String> {
+    server.query(redis::cmd("KEYS").arg(pattern))
+}
+
+fn text(fields: &Fields, name: &str) -> String {
+    String::from_utf8_lossy(fields.get(name).map_or(&[][..], |v| v)).into_owned()
+}
+
+/// Entries of `group`'s faces stream that are delivered and not acked (`XPENDING` summary).
+fn pending(server: &RedisServer, group: &str) -> i64 {
+    let summary: Vec<redis::Value> =
+        server.query(redis::cmd("XPENDING").arg(faces_key(group)).arg("recognizers"));
+    match summary[0] {
+        redis::Value::Int(n) => n,
+        ref other => panic!("XPENDING summary: {other:?}"),
+    }
+}
+
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A pub/sub subscriber to the events channel on one server, on a thread of its own.
+struct Subscriber {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<String>>,
+}
+
+impl Subscriber {
+    /// Returns once the server has confirmed the subscription.
+    fn start(server: &RedisServer) -> Subscriber {
+        let mut conn = server.connection();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut pubsub = conn.as_pubsub();
+            pubsub.subscribe(EVENTS).expect("SUBSCRIBE");
+            pubsub.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut ids = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                match pubsub.get_message() {
+                    Ok(msg) => {
+                        let event: Event =
+                            serde_json::from_slice(msg.get_payload_bytes()).expect("event JSON");
+                        ids.push(event.id);
+                    }
+                    Err(e) if e.is_timeout() => {}
+                    Err(e) => panic!("subscriber: {e}"),
+                }
+            }
+            ids
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+        Subscriber { stop, thread }
+    }
+
+    /// Every event id received, in order.
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("subscriber thread")
+    }
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// Two `redeye ingest --group` processes (one per group) and two `redeye recognize` processes
+/// over a 3-master Cluster: every faces stream entry becomes exactly one event with its id, each
+/// key sits on the master its slot says, and a subscriber on any master sees every event.
+#[test]
+fn cluster_with_two_ingest_and_two_recognize_processes_recognises_every_entry_exactly_once() {
+    let started = Instant::now();
+    let cluster = RedisCluster::start(3);
+    let node_of = |key: &str| cluster.node_for_key(key);
+    // Two groups whose hash tags land on different masters.
+    let candidates = ["lobby", "garage", "entrance", "food-court", "atrium", "parking", "roof"];
+    let ga = candidates[0];
+    let gb = *candidates[1..]
+        .iter()
+        .find(|g| node_of(&faces_key(g)) != node_of(&faces_key(ga)))
+        .expect("two groups on different masters");
+    let (node_a, node_b) = (node_of(&faces_key(ga)), node_of(&faces_key(gb)));
+    let events_node = node_of(EVENTS);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (vga, short) = (clips::clip(&clips::vga()), clips::clip(&clips::short()));
+    let groups = file_group(ga, None, "door", &vga, 4.0) + &file_group(gb, None, "ramp", &short, 4.0);
+    let config = write_config(dir.path(), &format!("cluster = {:?}\n", cluster.seeds()), &groups);
+    enroll(&config, "Barack Obama", "obama2.jpg");
+    enroll(&config, "Nicolas Cage", "cage2_crop.jpg");
+
+    let subscribers: Vec<Subscriber> = cluster.nodes().iter().map(Subscriber::start).collect();
+    let mut workers = [
+        Redeye::start(dir.path(), "recognize-1", &config, &["recognize"]),
+        Redeye::start(dir.path(), "recognize-2", &config, &["recognize"]),
+    ];
+    let mut ingests = [
+        Redeye::start(dir.path(), "ingest-a", &config, &["ingest", "--group", ga]),
+        Redeye::start(dir.path(), "ingest-b", &config, &["ingest", "--group", gb]),
+    ];
+    let (stream_a, stream_b) = (&cluster.nodes()[node_a], &cluster.nodes()[node_b]);
+    // Until the short clip has looped into a cache hit (a GET routed by content).
+    let on_events = &cluster.nodes()[events_node];
+    wait_until(Duration::from_secs(45), "faces in both groups' streams and a cache hit", || {
+        xlen(stream_a, &faces_key(ga)) >= 20
+            && xlen(stream_b, &faces_key(gb)) >= 10
+            && events(on_events).iter().any(|e| e.cached)
+    });
+
+    // Sources first; then the workers finish what is on the streams.
+    for ingest in &mut ingests {
+        ingest.terminate(Duration::from_secs(15));
+    }
+    let expected = || -> BTreeMap<String, Fields> {
+        let mut all = BTreeMap::new();
+        for (group, server) in [(ga, stream_a), (gb, stream_b)] {
+            all.extend(entries(server, group).into_iter().map(|(id, f)| (format!("{group}:{id}"), f)));
+        }
+        all
+    };
+    wait_until(Duration::from_secs(30), "the workers to drain both streams", || {
+        let done: HashSet<String> = events(on_events).into_iter().map(|e| e.id).collect();
+        expected().keys().all(|id| done.contains(id))
+            && pending(stream_a, ga) == 0
+            && pending(stream_b, gb) == 0
+    });
+    for worker in &mut workers {
+        worker.terminate(Duration::from_secs(15));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the last messages reach the subscribers
+    let heard: Vec<Vec<String>> = subscribers.into_iter().map(Subscriber::finish).collect();
+
+    // Every entry, by id, exactly once; nothing else from the workers.
+    let expected = expected();
+    let events = events(on_events);
+    let mut by_id: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for e in events.iter().filter(|e| !e.cached) {
+        by_id.entry(e.id.as_str()).or_default().push(e);
+    }
+    for (id, fields) in &expected {
+        let got = by_id.get(id.as_str()).map_or(0, Vec::len);
+        assert_eq!(got, 1, "entry {id} has {got} events");
+        let e = by_id[id.as_str()][0];
+        assert_eq!(e.md5, text(fields, "md5"), "{id}");
+        assert_eq!(e.group, text(fields, "group"), "{id}");
+        assert!(id.starts_with(&format!("{}:", e.group)), "{id} is in {}'s stream", e.group);
+    }
+    assert_eq!(by_id.len(), expected.len(), "worker events for ids that are no entry");
+    let cached: Vec<&Event> = events.iter().filter(|e| e.cached).collect();
+    let entry_md5s: BTreeSet<String> = expected.values().map(|f| text(f, "md5")).collect();
+    for e in &cached {
+        assert!(e.id.starts_with("cache:"), "{}", e.id);
+        assert!(entry_md5s.contains(&e.md5), "a cache hit repeats a recognised crop: {}", e.id);
+    }
+    let named: BTreeSet<&str> =
+        events.iter().filter_map(|e| e.person.as_ref()).map(|p| p.id.as_str()).collect();
+    assert!(named.contains("barack-obama") && named.contains("nicolas-cage"), "named {named:?}");
+
+    // Placement: each key on exactly the master its slot says; a group's keys on one master.
+    let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, node) in cluster.nodes().iter().enumerate() {
+        for key in keys_on(node, "*") {
+            holders.entry(key).or_default().push(i);
+        }
+    }
+    for (key, nodes) in &holders {
+        assert_eq!(nodes, &vec![node_of(key)], "{key} is on the master its slot names, only");
+    }
+    assert_eq!(holders[&faces_key(ga)], vec![node_a]);
+    assert_eq!(holders[&faces_key(gb)], vec![node_b]);
+    assert_ne!(node_a, node_b);
+    assert_eq!(holders[EVENTS], vec![events_node]);
+    let gallery_nodes: BTreeSet<usize> =
+        holders.iter().filter(|(k, _)| k.contains("{gallery}")).map(|(_, n)| n[0]).collect();
+    assert_eq!(gallery_nodes.len(), 1, "the gallery is one slot");
+    // Cache keys: one per distinct crop recognised, spread over the masters by content.
+    let mut image_nodes: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut image_md5s = BTreeSet::new();
+    for (key, nodes) in &holders {
+        if let Some(md5) = key.strip_prefix("image:") {
+            image_md5s.insert(md5.to_owned());
+            *image_nodes.entry(nodes[0]).or_default() += 1;
+        }
+    }
+    assert_eq!(image_md5s, entry_md5s, "every recognised crop is cached under its md5");
+    assert!(image_nodes.len() >= 2, "image keys spread over the masters: {image_nodes:?}");
+
+    // PUBLISH on a Cluster reaches every master: each subscriber heard every event.
+    let all_ids = sorted(events.iter().map(|e| e.id.clone()).collect());
+    for (i, ids) in heard.into_iter().enumerate() {
+        assert_eq!(sorted(ids), all_ids, "subscriber on master {i}");
+    }
+    // Memory of real ingested entries (video crops), for sizing.
+    let mut bytes_per_entry = Vec::new();
+    for (group, server) in [(ga, stream_a), (gb, stream_b)] {
+        let usage: i64 =
+            server.query(redis::cmd("MEMORY").arg("USAGE").arg(faces_key(group)).arg("SAMPLES").arg(0));
+        bytes_per_entry.push(usage / xlen(server, &faces_key(group)) as i64);
+    }
+    eprintln!(
+        "cluster: {} entries ({ga} on master {node_a}, {gb} on master {node_b}), {} worker events, {} cache hits, \
+         image keys per master {image_nodes:?}, events on master {events_node}; MEMORY USAGE per faces entry \
+         {bytes_per_entry:?} bytes; {:.1} s",
+        expected.len(),
+        by_id.len(),
+        cached.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `redeye run` over two standalone servers with groups pinned (`g1` on `a`, `g2` on `b`,
+/// shared node `a`): each group's faces stream, dead letters and cache stay on its node; the
+/// gallery and the events are on `a`.
+#[test]
+fn named_nodes_keep_each_groups_stream_dead_letters_and_cache_on_its_node() {
+    let started = Instant::now();
+    let a = RedisServer::start();
+    let b = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topology = format!(
+        "shared_node = \"a\"\n[[redis.node]]\nname = \"a\"\nurl = {:?}\n[[redis.node]]\nname = \"b\"\nurl = {:?}\n",
+        a.url(),
+        b.url()
+    );
+    // Different clips, so the two groups' crops (and cache keys) differ.
+    let (vga, short) = (clips::clip(&clips::vga()), clips::clip(&clips::short()));
+    let groups =
+        file_group("g1", Some("a"), "cam1", &vga, 4.0) + &file_group("g2", Some("b"), "cam2", &short, 4.0);
+    let config = write_config(dir.path(), &topology, &groups);
+    enroll(&config, "Barack Obama", "obama2.jpg");
+    // One poison entry per group, on its node, for the dead letters.
+    let poison = |server: &RedisServer, group: &str| -> String {
+        server.query(redis::cmd("XADD").arg(faces_key(group)).arg("*").arg("md5").arg("not-a-crop"))
+    };
+    let (poison1, poison2) = (poison(&a, "g1"), poison(&b, "g2"));
+
+    let mut run = Redeye::start(dir.path(), "run", &config, &["run"]);
+    // The short clip loops every 1.6 s, so g2 soon sees crops again: cache hits, read on b.
+    wait_until(Duration::from_secs(45), "faces, dead letters, events and cache hits for both groups", || {
+        let events = events(&a);
+        let groups_seen: HashSet<&str> = events.iter().map(|e| e.group.as_str()).collect();
+        xlen(&a, &faces_key("g1")) >= 8
+            && xlen(&b, &faces_key("g2")) >= 5
+            && xlen(&a, &dead_key("g1")) >= 1
+            && xlen(&b, &dead_key("g2")) >= 1
+            && groups_seen.len() == 2
+            && events.iter().any(|e| e.cached && e.group == "g2")
+    });
+    run.terminate(Duration::from_secs(20));
+
+    // b holds g2's stream, dead letters and cache, and nothing else.
+    let md5s = |server: &RedisServer, group: &str| -> BTreeSet<String> {
+        // Without the poison entry's.
+        entries(server, group).iter().map(|(_, f)| text(f, "md5")).filter(|m| m.len() == 32).collect()
+    };
+    let (md5s_1, md5s_2) = (md5s(&a, "g1"), md5s(&b, "g2"));
+    assert!(md5s_1.is_disjoint(&md5s_2), "the two clips give different crops");
+    let cached_on = |server: &RedisServer| -> BTreeSet<String> {
+        keys_on(server, "image:*").iter().map(|k| k["image:".len()..].to_owned()).collect()
+    };
+    let (cache_a, cache_b) = (cached_on(&a), cached_on(&b));
+    assert!(!cache_a.is_empty() && cache_a.is_subset(&md5s_1), "a caches g1's crops only: {cache_a:?}");
+    assert!(!cache_b.is_empty() && cache_b.is_subset(&md5s_2), "b caches g2's crops only: {cache_b:?}");
+    let others_on_b: Vec<String> = keys_on(&b, "*")
+        .into_iter()
+        .filter(|k| !k.starts_with("image:") && *k != faces_key("g2") && *k != dead_key("g2"))
+        .collect();
+    assert!(others_on_b.is_empty(), "b holds only g2's keys and cache: {others_on_b:?}");
+    for key in [faces_key("g2"), dead_key("g2")] {
+        assert!(!keys_on(&a, &key).contains(&key), "{key} is not on a");
+    }
+    let on_a = keys_on(&a, "*");
+    for key in [faces_key("g1"), dead_key("g1"), EVENTS.to_owned(), format!("{PREFIX}:{{gallery}}:people")] {
+        assert!(on_a.contains(&key), "{key} on a: {on_a:?}");
+    }
+
+    // Dead letters: the poison entry, on its own group's node.
+    for (server, group, poison_id) in [(&a, "g1", &poison1), (&b, "g2", &poison2)] {
+        let dead: Vec<(String, Fields)> =
+            server.query(redis::cmd("XRANGE").arg(dead_key(group)).arg("-").arg("+"));
+        assert_eq!(dead.len(), 1, "{group}: {dead:?}");
+        assert_eq!(&text(&dead[0].1, "original_id"), poison_id);
+        assert!(text(&dead[0].1, "reason").contains("missing field"), "{}", text(&dead[0].1, "reason"));
+    }
+
+    // Events of both groups on a; each worker event names an entry of its group's node.
+    let events = events(&a);
+    let ids_of = |server: &RedisServer, group: &str| -> HashSet<String> {
+        entries(server, group).into_iter().map(|(id, _)| format!("{group}:{id}")).collect()
+    };
+    let (ids_1, ids_2) = (ids_of(&a, "g1"), ids_of(&b, "g2"));
+    for e in &events {
+        let (ids, cache) = if e.group == "g1" { (&ids_1, &cache_a) } else { (&ids_2, &cache_b) };
+        if e.cached {
+            assert!(cache.contains(&e.md5), "cache hit {} was read from {}'s node", e.id, e.group);
+        } else {
+            assert!(ids.contains(&e.id), "event {} is an entry of {}'s node", e.id, e.group);
+        }
+    }
+    eprintln!(
+        "named nodes: a holds {} g1 entries and {} cache keys, b holds {} g2 entries and {} cache keys; \
+         {} events on a ({} cached); {:.1} s",
+        md5s_1.len(),
+        cache_a.len(),
+        md5s_2.len(),
+        cache_b.len(),
+        events.len(),
+        events.iter().filter(|e| e.cached).count(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+const MASTER_NAME: &str = "dtmaster";
+
+/// A faces stream entry's fields, as ingest writes them.
+type EntryFields = Vec<(&'static str, Vec<u8>)>;
+
+/// XADDs a faces entry to `g1`'s stream; returns its id.
+fn xadd(conn: &mut redis::Connection, fields: &EntryFields) -> redis::RedisResult<String> {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(faces_key("g1")).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(v.as_slice());
+    }
+    cmd.query(conn)
+}
+
+/// The master address a sentinel names now.
+fn sentinel_master_port(sentinel: &RedisServer) -> Option<u16> {
+    let addr: Option<Vec<String>> =
+        sentinel.query(redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(MASTER_NAME));
+    addr.and_then(|a| a.get(1)?.parse().ok())
+}
+
+/// A master, its replica and three sentinels (quorum 2) under two `redeye recognize`
+/// processes fed with crops; the master is SIGKILLed mid-run. Sentinel promotes the replica,
+/// the workers follow it, and finish the entries that reached it; crops added after the failover
+/// all become events. Entries acknowledged by the old master but not yet replicated are lost:
+/// the test counts them (asynchronous replication makes no promise there).
+#[test]
+fn sentinel_failover_mid_run_the_workers_follow_the_promoted_replica() {
+    let started = Instant::now();
+    let mut master = RedisServer::start();
+    let replica = RedisServer::start_replica_of(&master);
+    replica.wait_replica_synced();
+    let sentinels: Vec<RedisServer> =
+        (0..3).map(|_| RedisServer::start_sentinel_with_quorum(&master, MASTER_NAME, 2)).collect();
+    wait_until(Duration::from_secs(20), "the sentinels to find each other and the replica", || {
+        sentinels.iter().all(|s| {
+            let info: HashMap<String, String> =
+                s.query(redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME));
+            info.get("num-other-sentinels").map(String::as_str) == Some("2")
+                && info.get("num-slaves").map(String::as_str) == Some("1")
+                && info.get("quorum").map(String::as_str) == Some("2")
+        })
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let addresses: Vec<String> = sentinels.iter().map(RedisServer::url).collect();
+    let topology = format!("[redis.sentinel]\nmaster_name = {MASTER_NAME:?}\naddresses = {addresses:?}\n");
+    let groups =
+        "[[group]]\nname = \"g1\"\n[[group.camera]]\nname = \"cam1\"\nurl = \"rtsp://127.0.0.1:1/a\"\n";
+    let config = write_config(dir.path(), &topology, groups);
+    let mut faces = Faces::load();
+    let crops = [faces.crops("obama2.jpg", 10), faces.crops("cage2_crop.jpg", 10)].concat();
+    let fields: Arc<Vec<EntryFields>> = Arc::new(
+        crops
+            .iter()
+            .enumerate()
+            .map(|(i, c)| support::faces::entry(c, "cam1", "g1", i as u64).to_fields())
+            .collect(),
+    );
+
+    let mut workers = [
+        Redeye::start(dir.path(), "recognize-1", &config, &["recognize"]),
+        Redeye::start(dir.path(), "recognize-2", &config, &["recognize"]),
+    ];
+    // A writer appends a crop every 5 ms to the master, faster than two workers on two cores
+    // recognise them, until the master dies under it; it returns the ids the master accepted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, mut conn, fields) = (stop.clone(), master.connection(), fields.clone());
+        std::thread::spawn(move || {
+            let mut ids = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match xadd(&mut conn, &fields[i % fields.len()]) {
+                    Ok(id) => ids.push(format!("g1:{id}")),
+                    Err(_) => break, // the master is gone
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            ids
+        })
+    };
+    wait_until(Duration::from_secs(30), "the first 30 events on the master", || events(&master).len() >= 30);
+    let kill_ms = unix_millis();
+    master.stop(); // SIGKILL, mid-write and mid-recognition
+    let killed = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let before_kill: Vec<String> = writer.join().expect("writer");
+
+    wait_until(Duration::from_secs(30), "Sentinel to promote the replica", || {
+        sentinels.iter().all(|s| sentinel_master_port(s) == Some(replica.port()))
+    });
+    let failover = killed.elapsed();
+    let role: Vec<redis::Value> = replica.query(&redis::cmd("ROLE"));
+    assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()), "the replica is the master now");
+
+    // New work after the failover: every crop becomes exactly one event.
+    let mut conn = replica.connection();
+    let after: Vec<String> = (0..20)
+        .map(|i| format!("g1:{}", xadd(&mut conn, &fields[i]).expect("XADD to the new master")))
+        .collect();
+    let stream_ids =
+        || -> Vec<String> { entries(&replica, "g1").into_iter().map(|(id, _)| format!("g1:{id}")).collect() };
+    wait_until(
+        Duration::from_secs(40),
+        "every entry on the promoted replica, and every new one, to become an event",
+        || {
+            let done: HashSet<String> = events(&replica).into_iter().map(|e| e.id).collect();
+            stream_ids().iter().all(|id| done.contains(id)) && pending(&replica, "g1") == 0
+        },
+    );
+    for worker in &mut workers {
+        worker.terminate(Duration::from_secs(15));
+    }
+
+    let events = events(&replica);
+    let mut by_id: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for e in &events {
+        by_id.entry(e.id.as_str()).or_default().push(e);
+    }
+    for id in &after {
+        let got = by_id.get(id.as_str()).map_or(0, Vec::len);
+        assert_eq!(got, 1, "new entry {id} after the failover has {got} events");
+    }
+    let on_replica: HashSet<String> = stream_ids().into_iter().collect();
+    let lost: Vec<&String> = before_kill.iter().filter(|id| !on_replica.contains(*id)).collect();
+    let survived: Vec<&String> = before_kill.iter().filter(|id| on_replica.contains(*id)).collect();
+    // Entries the master stored but whose reply the writer never got (killed in between).
+    let known: HashSet<&String> = before_kill.iter().chain(&after).collect();
+    let in_flight = on_replica.iter().filter(|id| !known.contains(id)).count();
+    let first_event = |id: &str| by_id[id].iter().map(|e| e.event_ts).min().expect("an event");
+    let done_before = survived.iter().filter(|id| first_event(id) < kill_ms).count();
+    let recovered = survived.len() - done_before;
+    let duplicates = events.len() - by_id.len();
+    let resumed_ms =
+        events.iter().map(|e| e.event_ts).filter(|&t| t >= kill_ms).min().expect("events after the kill")
+            - kill_ms;
+    let switches: usize = workers
+        .iter()
+        .map(|w| w.log_text().matches("Switched to the master named by Sentinel").count())
+        .sum();
+    eprintln!(
+        "sentinel: {} entries accepted by the master before SIGKILL: {done_before} recognised before the kill \
+         (events replicated), {recovered} recovered and recognised on the promoted replica, {} lost in the \
+         asynchronous replication window; {in_flight} written but unacknowledged at the kill; {} new entries \
+         after the failover, all recognised; {duplicates} duplicate events (same id); failover took {:.1} s, first event on the new master {:.1} s after the kill; \
+         {switches} shared-connection switches logged; {:.1} s in all",
+        before_kill.len(),
+        lost.len(),
+        after.len(),
+        failover.as_secs_f64(),
+        resumed_ms as f64 / 1000.0,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(survived.len() + lost.len() == before_kill.len());
+    // Duplicates keep their id and their answer.
+    for (id, dupes) in &by_id {
+        let people: HashSet<_> = dupes.iter().map(|e| e.person.clone()).collect();
+        assert_eq!(people.len(), 1, "{id}: duplicates disagree");
+    }
+}
+
+/// Memory of real faces stream entries, cache keys and events in Redis (`INFO memory` delta over
+/// 1000 of each, and `MEMORY USAGE` of the stream), printed for sizing a deployment.
+#[test]
+fn memory_per_faces_stream_entry_cache_key_and_event() {
+    let redis = RedisServer::start();
+    let mut faces = Faces::load();
+    let photos = ["obama2.jpg", "cage2_crop.jpg", "franck_02888.jpg", "SeanConnery.jpg"];
+    let crops: Vec<_> = photos.iter().flat_map(|p| faces.crops(p, 250)).collect();
+    assert_eq!(crops.len(), 1000);
+    let used = || -> i64 {
+        let info: String = redis.query(redis::cmd("INFO").arg("memory"));
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory")
+    };
+    let mut conn = redis.connection();
+    let mut measure = |what: &str, add: &mut dyn FnMut(&mut redis::Connection, usize)| -> f64 {
+        let before = used();
+        for i in 0..crops.len() {
+            add(&mut conn, i);
+        }
+        let per = (used() - before) as f64 / crops.len() as f64;
+        eprintln!("memory: {what}: {per:.0} bytes each (INFO used_memory delta over {})", crops.len());
+        per
+    };
+    let mut entries = Vec::new();
+    let per_entry = measure("faces stream entry", &mut |conn, i| {
+        let entry = support::faces::entry(&crops[i], "entrance-door", "entrance", i as u64);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(faces_key("entrance")).arg("MAXLEN").arg("~").arg(10_000).arg("*");
+        for (k, v) in entry.to_fields() {
+            cmd.arg(k).arg(v);
+        }
+        let _: String = cmd.query(conn).unwrap();
+        entries.push(entry);
+    });
+    let usage: i64 =
+        redis.query(redis::cmd("MEMORY").arg("USAGE").arg(faces_key("entrance")).arg("SAMPLES").arg(0));
+    let crop_bytes = entries.iter().map(|e| e.crop.len()).sum::<usize>() as f64 / entries.len() as f64;
+    let field_bytes = entries
+        .iter()
+        .map(|e| e.to_fields().iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
+        .sum::<usize>() as f64
+        / entries.len() as f64;
+    eprintln!(
+        "memory: faces stream: MEMORY USAGE {usage} bytes for {} entries = {:.0} bytes each; fields {field_bytes:.0} \
+         bytes of which the JPEG crop {crop_bytes:.0}",
+        entries.len(),
+        usage as f64 / entries.len() as f64
+    );
+    let result = r#"{"schema":1,"model":"sface-2021dec-fp32","gallery_version":7,"ts":1795611346652,"faces":[{"person_id":"barack-obama","name":"Barack Obama","score":0.7712}]}"#;
+    let per_cache = measure("image:<md5> cache key (EX 86400)", &mut |conn, i| {
+        let _: () = redis::cmd("SET")
+            .arg(format!("image:{}", entries[i].md5))
+            .arg(result)
+            .arg("EX")
+            .arg(86_400)
+            .query(conn)
+            .unwrap();
+    });
+    let per_event = measure("events stream entry", &mut |conn, i| {
+        let e = &entries[i];
+        let event = format!(
+            r#"{{"schema":1,"id":"entrance:{}-0","camera":"entrance-door","group":"entrance","capture_ts":{},"event_ts":{},"frame":{i},"md5":"{}","person":{{"id":"barack-obama","name":"Barack Obama"}},"score":0.89,"bbox":{{"x":212.5,"y":80.1,"w":190.3,"h":236.8}},"cached":false,"model":"sface-2021dec-fp32"}}"#,
+            e.capture_ts,
+            e.capture_ts,
+            e.capture_ts + 40,
+            e.md5
+        );
+        let _: String = redis::cmd("XADD")
+            .arg(EVENTS)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(100_000)
+            .arg("*")
+            .arg("event")
+            .arg(event)
+            .query(conn)
+            .unwrap();
+    });
+    // The JPEG dominates: an entry costs its fields plus a little listpack overhead.
+    assert!(per_entry > crop_bytes && per_entry < field_bytes * 1.5 + 512.0, "{per_entry} per entry");
+    assert!(per_cache > 100.0 && per_cache < 1024.0, "{per_cache} per cache key");
+    assert!(per_event > 100.0 && per_event < 2048.0, "{per_event} per event");
+}
