@@ -90,10 +90,93 @@ pub fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
         let url = format!("redis://127.0.0.1:{}", server.1);
         let bus = connect_retrying(&url).await?;
         let embed = EmbedService::spawn("bench-embed", Box::new(embedder))?;
-        through_worker(&bus, embed, &crops, &args, pure).await
+        let report = through_worker(&bus, embed, &crops, &args, pure).await?;
+        let scaling = scaling(rt, &bus, &crops, &args).await?;
+        anyhow::Ok(format!("{report}\n\n{scaling}"))
     })?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Crops/s and CPU with one worker and with two, each with its own model session (what a second
+/// worker process adds), the threads of the machine split between them.
+async fn scaling(
+    rt: &Runtime,
+    bus: &Bus,
+    crops: &[(RgbImage, Vec<u8>)],
+    args: &WorkersArgs,
+) -> anyhow::Result<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = format!("scaling on {cores} cores ({} crops each run)\n", crops.len());
+    for workers in [1usize, 2] {
+        let group = format!("scale-{workers}");
+        for (i, (_, jpeg)) in crops.iter().enumerate() {
+            add(bus, &entry_in(&group, jpeg, i as u64)).await?;
+        }
+        let threads = (cores / workers).max(1);
+        let opts = SessionOptions { intra_threads: threads, ..Default::default() };
+        let token = CancellationToken::new();
+        let mut handles = Vec::new();
+        let before = bus_events(bus).await?;
+        let (cpu0, t) = (process_cpu(), Instant::now());
+        for w in 0..workers {
+            let embedder = OnnxEmbedder::load(rt, RecognizerSpec::default(), &opts)?;
+            let embed = EmbedService::spawn(&format!("scale-{w}"), Box::new(embedder))?;
+            let worker = Worker {
+                bus: bus.clone(),
+                group: group.clone(),
+                consumer: consumer_name(),
+                gallery: Arc::new(LiveGallery::new(embed.model_id(), embed.dim(), Default::default())),
+                embed,
+                settings: settings(args.batch),
+                stats: Arc::new(WorkerStats::default()),
+            };
+            handles.push(tokio::spawn(worker.run(token.clone())));
+        }
+        while bus_events(bus).await? < before + crops.len() as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (wall, cpu) = (t.elapsed(), process_cpu() - cpu0);
+        token.cancel();
+        for h in handles {
+            let _ = h.await;
+        }
+        out += &format!(
+            "{workers} worker(s) x {threads} thread(s)   {:>8.1} crops/s   CPU {:.2} cores\n",
+            crops.len() as f64 / wall.as_secs_f64(),
+            cpu.as_secs_f64() / wall.as_secs_f64()
+        );
+    }
+    Ok(out)
+}
+
+async fn bus_events(bus: &Bus) -> anyhow::Result<u64> {
+    event_count(bus).await
+}
+
+/// CPU time of the whole process (user + system), from /proc/self/stat in clock ticks of
+/// 1/100 s (`CLK_TCK` is 100 on Linux x86_64).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the parenthesised command name come state, ppid, ... ; utime and stime are fields
+    // 14 and 15 of the whole line, so 12th and 13th here (indices 11 and 12).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+fn settings(batch: usize) -> Settings {
+    Settings {
+        batch,
+        block_ms: 100,
+        claim_idle_ms: 60_000,
+        max_deliveries: 5,
+        cache_ttl_secs: 600,
+        dead_maxlen: 10_000,
+        events_maxlen: 1_000_000,
+    }
 }
 
 async fn connect_retrying(url: &str) -> anyhow::Result<Bus> {
@@ -137,10 +220,14 @@ fn make_crops(rt: &Runtime, dir: &std::path::Path, n: usize) -> anyhow::Result<V
 }
 
 fn entry(jpeg: &[u8], frame: u64) -> FaceEntry {
+    entry_in("bench", jpeg, frame)
+}
+
+fn entry_in(group: &str, jpeg: &[u8], frame: u64) -> FaceEntry {
     FaceEntry {
         md5: md5_hex(jpeg),
         camera: "bench".into(),
-        group: "bench".into(),
+        group: group.into(),
         capture_ts: unix_millis(),
         frame,
         bbox: BBox { x: 0.0, y: 0.0, w: 112.0, h: 112.0 },
@@ -155,7 +242,7 @@ fn entry(jpeg: &[u8], frame: u64) -> FaceEntry {
 async fn add(bus: &Bus, e: &FaceEntry) -> anyhow::Result<()> {
     let fields = e.to_fields();
     let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    streams::append_capped(&mut bus.group("bench"), &bus.keys().faces("bench"), 1_000_000, &pairs).await?;
+    streams::append_capped(&mut bus.group(&e.group), &bus.keys().faces(&e.group), 1_000_000, &pairs).await?;
     Ok(())
 }
 
@@ -177,15 +264,7 @@ async fn through_worker(
     }
     let before = command_calls(bus).await?;
     let token = CancellationToken::new();
-    let settings = Settings {
-        batch: args.batch,
-        block_ms: 100,
-        claim_idle_ms: 60_000,
-        max_deliveries: 5,
-        cache_ttl_secs: 600,
-        dead_maxlen: 10_000,
-        events_maxlen: 1_000_000,
-    };
+    let settings = settings(args.batch);
     let worker = Worker {
         bus: bus.clone(),
         group: "bench".into(),
