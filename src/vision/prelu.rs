@@ -285,7 +285,8 @@ fn float_tensor(bytes: &[u8]) -> Option<(Vec<i64>, Vec<f32>)> {
 }
 
 fn le_floats(b: &[u8]) -> Option<Vec<f32>> {
-    (b.len() % 4 == 0)
+    b.len()
+        .is_multiple_of(4)
         .then(|| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 

@@ -95,6 +95,7 @@ impl Runtime {
         Session::builder(&self.env)
             .and_then(|b| Ok(b.with_intra_threads(opts.intra_threads.max(1))?))
             .and_then(|b| Ok(b.with_optimization_level(opts.opt_level.into())?))
+            .and_then(|b| Ok(b.with_intra_op_spinning(opts.intra_spinning)?))
     }
 }
 
@@ -127,6 +128,13 @@ pub struct SessionOptions {
     /// as fast. Models without PRelu load unchanged either way.
     #[serde(default = "default_rewrite_prelu")]
     pub rewrite_prelu: bool,
+    /// Let idle intra-op threads spin (busy-wait) for more work instead of sleeping.
+    #[serde(default = "default_intra_spinning")]
+    pub intra_spinning: bool,
+}
+
+fn default_intra_spinning() -> bool {
+    true
 }
 
 fn default_rewrite_prelu() -> bool {
@@ -143,6 +151,7 @@ impl Default for SessionOptions {
             intra_threads: default_intra_threads(),
             opt_level: OptLevel::default(),
             rewrite_prelu: default_rewrite_prelu(),
+            intra_spinning: default_intra_spinning(),
         }
     }
 }
