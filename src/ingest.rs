@@ -96,10 +96,8 @@ impl RedisSink {
         // is recognised as soon as that person is enrolled.
         let image_key = keys.image(&entry.md5);
         let started = Instant::now();
-        let (cached, version) = tokio::join!(
-            cache::get(&mut group_conn, &image_key),
-            gallery::version(&mut shared, keys)
-        );
+        let (cached, version) =
+            tokio::join!(cache::get(&mut group_conn, &image_key), gallery::version(&mut shared, keys));
         self.stats.latency.observe(Stage::RedisGet, started.elapsed());
         let version = version.map_err(|e| match e {
             gallery::GalleryError::Redis(r) => shared.error("GET gallery version", r),
@@ -115,8 +113,14 @@ impl RedisSink {
                 let event = event_for(&id, entry, &result.faces[0], &result.model, true);
                 let payload = serde_json::to_vec(&event).expect("an Event serialises");
                 let started = Instant::now();
-                events::publish(&mut shared, keys.events_channel(), keys.events_stream(), self.events_maxlen, &payload)
-                    .await?;
+                events::publish(
+                    &mut shared,
+                    keys.events_channel(),
+                    keys.events_stream(),
+                    self.events_maxlen,
+                    &payload,
+                )
+                .await?;
                 self.stats.latency.observe(Stage::RedisPublish, started.elapsed());
                 self.stats.latency.observe_time_to_name(entry.capture_ts);
                 debug!(camera = %entry.camera, md5 = %entry.md5, "Answered from the cache.");
@@ -126,7 +130,8 @@ impl RedisSink {
                 let fields = entry.to_fields();
                 let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
                 let started = Instant::now();
-                streams::append_capped(&mut group_conn, &keys.faces(&entry.group), self.faces_maxlen, &pairs).await?;
+                streams::append_capped(&mut group_conn, &keys.faces(&entry.group), self.faces_maxlen, &pairs)
+                    .await?;
                 self.stats.latency.observe(Stage::RedisXadd, started.elapsed());
                 self.stats.enqueued.fetch_add(1, Relaxed);
             }

@@ -141,7 +141,8 @@ fn run_names_enrolled_people_and_answers_a_looped_clip_from_the_cache() {
         es.iter().filter_map(|e| e.person.as_ref().map(|p| p.id.clone())).collect()
     };
     assert!(!recognised.is_empty(), "the first loop goes through the workers");
-    let expected: std::collections::BTreeSet<String> = ["barack-obama", "nicolas-cage"].map(String::from).into();
+    let expected: std::collections::BTreeSet<String> =
+        ["barack-obama", "nicolas-cage"].map(String::from).into();
     assert_eq!(named(&recognised), expected, "{recognised:#?}");
     assert_eq!(named(&cached), expected, "{cached:#?}");
     for e in &cached {

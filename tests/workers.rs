@@ -386,7 +386,7 @@ async fn subscribe_from_replays_then_follows_without_gap_or_duplicate() {
             .unwrap()
     };
     let mut replay = redeye(&["--from", "0", "--count", "9"]);
-    let mut live = redeye(&["--camera", "cam2", "--count", "3"]);
+    let live = redeye(&["--camera", "cam2", "--count", "3"]);
     let mut replay_out = BufReader::new(replay.stdout.take().unwrap());
     // The replay prints the six past events before any new one exists.
     let mut lines = Vec::new();
@@ -411,7 +411,10 @@ async fn subscribe_from_replays_then_follows_without_gap_or_duplicate() {
 
     let live_out = live.wait_with_output().unwrap();
     assert!(live_out.status.success());
-    let live_events: Vec<Event> =
-        String::from_utf8(live_out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let live_events: Vec<Event> = String::from_utf8(live_out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(live_events, all[6..].to_vec(), "the live subscriber sees the new cam2 events only");
 }

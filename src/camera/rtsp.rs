@@ -279,7 +279,10 @@ mod tests {
         // no later than it arrived, and the next frames keep their spacing from it.
         let late = w0 + Duration::from_secs(10);
         assert_eq!(c.capture_time(ts(10_000 + 90_000 * 20), late), late);
-        assert_eq!(c.capture_time(ts(10_000 + 90_000 * 21), late + Duration::from_secs(5)), late + Duration::from_secs(1));
+        assert_eq!(
+            c.capture_time(ts(10_000 + 90_000 * 21), late + Duration::from_secs(5)),
+            late + Duration::from_secs(1)
+        );
     }
 
     #[test]
