@@ -14,7 +14,12 @@ setup-opencv:
 build: setup
 	cargo build --release --locked
 
+# Lints first (formatting, no circle of imports in src/, clippy with warnings as errors), then
+# every test against real servers.
 test: setup
+	cargo fmt --check
+	python3 scripts/import_cycles.py
+	cargo clippy --locked --all-targets -- -D warnings
 	cargo nextest run --locked --no-fail-fast
 
 # The main job on an embedded default: own Redis, RTSP cameras from clips, events on screen.

@@ -2,8 +2,9 @@
 //!
 //! - `GET /metrics`: the Prometheus text exposition of [`Metrics`].
 //! - `GET /live`: 200 while the process runs (a supervisor restarts it when this stops answering).
-//! - `GET /ready`: 200 when this process can do its job: Redis answers `PING` on every node and
-//!   the models are loaded; otherwise 503 with the reason in the body. A load balancer or an
+//! - `GET /ready`: 200 when this process can do its job: Redis answers `PING` on every node,
+//!   the models are loaded and no loop has stopped on a fatal fault ([`Health`]); otherwise 503
+//!   with the reason in the body. A load balancer or an
 //!   orchestrator takes the process out of rotation on 503, without restarting it.
 //!
 //! Every command that runs for long starts it first, before connecting to Redis or loading
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::bus::Bus;
+use crate::health::Health;
 use crate::metrics::{self, Metrics};
 
 /// `/ready` gives Redis this long to answer `PING` before it reports it unreachable.
@@ -37,6 +39,7 @@ pub struct Readiness {
     bus: OnceLock<Bus>,
     models_loaded: AtomicBool,
     draining: AtomicBool,
+    health: Arc<Health>,
 }
 
 impl Readiness {
@@ -54,6 +57,11 @@ impl Readiness {
         self.models_loaded.store(true, Relaxed);
     }
 
+    /// Where the loops of this process record fatal faults; each one makes `/ready` fail.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
     /// Shutting down: not ready any more, whatever Redis says.
     pub fn set_draining(&self) {
         self.draining.store(true, Relaxed);
@@ -63,6 +71,10 @@ impl Readiness {
     pub async fn check(&self) -> Result<(), String> {
         if self.draining.load(Relaxed) {
             return Err("shutting down".into());
+        }
+        let faults = self.health.faults();
+        if !faults.is_empty() {
+            return Err(faults.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "));
         }
         let Some(bus) = self.bus.get() else {
             return Err("not connected to Redis yet".into());

@@ -39,8 +39,14 @@ pub fn face_pipeline(config: &Config) -> anyhow::Result<FacePipeline> {
     Ok(FacePipeline::new(Box::new(detector), QualityGate::new(config.quality.clone()), Box::new(embedder)))
 }
 
-/// A token cancelled by the first SIGINT or SIGTERM, for a graceful shutdown; a second signal
-/// exits at once (an operator who presses Ctrl-C twice means it).
+/// Completes on the first SIGINT or SIGTERM, for a graceful shutdown; a second signal exits at
+/// once (an operator who presses Ctrl-C twice means it). The shutdown a role runs with.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let token = shutdown_token();
+    async move { token.cancelled().await }
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM (see [`shutdown_signal`]).
 pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
     let cancel = token.clone();
@@ -69,9 +75,6 @@ pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
     });
     token
 }
-
-/// How long a graceful shutdown may take before the process exits anyway.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The configured groups named on the command line (all of them when none are named).
 pub fn select_groups<'a>(

@@ -20,13 +20,18 @@
 
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod bus;
 pub mod camera;
 pub mod cmd;
 pub mod config;
+pub mod health;
 pub mod ingest;
+pub mod instrument;
 pub mod metrics;
+pub mod recognition;
 pub mod recognize;
+pub mod service;
 pub mod telemetry;
 pub mod vision;
 pub mod wire;

@@ -20,7 +20,7 @@
 mod poll;
 mod sources;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
@@ -29,66 +29,11 @@ use prometheus::{
 
 use crate::camera::{CameraStats, DetectStats, GroupIngest};
 use crate::ingest::SinkStats;
+use crate::instrument::seconds_since;
+pub use crate::instrument::{Stage, StageHooks};
 use crate::recognize::worker::WorkerStats;
 
 pub use poll::{POLL_INTERVAL, poll_redis};
-
-/// A timed step of the pipeline: the `stage` label of `redeye_stage_duration_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stage {
-    /// libavcodec: one packet in, its frames out (decode thread).
-    Decode,
-    /// YuNet on one frame (detection thread).
-    Detect,
-    /// One accepted face: alignment, sharpness gate, JPEG, MD5.
-    Align,
-    /// One batch of crops through the recogniser.
-    Embed,
-    /// One embedding against the gallery.
-    Match,
-    /// `GET image:<md5>` (ingest's cache lookup).
-    RedisGet,
-    /// `XADD` of a crop to its group's faces stream (ingest).
-    RedisXadd,
-    /// `SET image:<md5> EX ttl` (worker caching a result).
-    RedisSet,
-    /// `XACK` of a batch (worker).
-    RedisXack,
-    /// An event: `XADD` to the events stream, then `PUBLISH`.
-    RedisPublish,
-}
-
-impl Stage {
-    /// Every stage, in label order.
-    pub const ALL: [Stage; 10] = [
-        Stage::Decode,
-        Stage::Detect,
-        Stage::Align,
-        Stage::Embed,
-        Stage::Match,
-        Stage::RedisGet,
-        Stage::RedisXadd,
-        Stage::RedisSet,
-        Stage::RedisXack,
-        Stage::RedisPublish,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Decode => "decode",
-            Stage::Detect => "detect",
-            Stage::Align => "align",
-            Stage::Embed => "embed",
-            Stage::Match => "match",
-            Stage::RedisGet => "redis_get",
-            Stage::RedisXadd => "redis_xadd",
-            Stage::RedisSet => "redis_set",
-            Stage::RedisXack => "redis_xack",
-            Stage::RedisPublish => "redis_publish",
-        }
-    }
-}
 
 /// Stage buckets, seconds: 100 µs (a Redis round trip on loopback) to 10 s (a stalled node).
 const STAGE_BUCKETS: [f64; 16] =
@@ -219,13 +164,13 @@ impl Metrics {
     /// Exports a camera's counters under `camera` and `group`, and attaches the stage
     /// histograms to its hooks (decode). Registering the same camera again replaces it.
     pub fn add_camera(&self, group: &str, camera: &str, stats: Arc<CameraStats>) {
-        stats.latency.attach(self);
+        stats.latency.attach(&self.stages, &self.time_to_name);
         self.sources.add_camera(group, camera, stats);
     }
 
     /// Exports a group's detection counters and attaches the stage histograms (detect, align).
     pub fn add_detect(&self, group: &str, stats: Arc<DetectStats>) {
-        stats.latency.attach(self);
+        stats.latency.attach(&self.stages, &self.time_to_name);
         self.sources.add_detect(group, stats);
     }
 
@@ -240,14 +185,14 @@ impl Metrics {
     /// Exports the recognition workers' counters (several registrations add up) and attaches
     /// the stage histograms (embed, match, Redis commands) and time-to-name.
     pub fn add_workers(&self, stats: Arc<WorkerStats>) {
-        stats.latency.attach(self);
+        stats.latency.attach(&self.stages, &self.time_to_name);
         self.sources.add_workers(stats);
     }
 
     /// Exports ingest's cache hit and miss counters (several registrations add up) and
     /// attaches the stage histograms (Redis commands) and time-to-name (cache hits).
     pub fn add_sink(&self, stats: Arc<SinkStats>) {
-        stats.latency.attach(self);
+        stats.latency.attach(&self.stages, &self.time_to_name);
         self.sources.add_sink(stats);
     }
 
@@ -274,45 +219,6 @@ impl Metrics {
     }
 }
 
-/// Latency histograms attached after the fact. The pipeline's counter structs
-/// ([`CameraStats`], [`DetectStats`], [`WorkerStats`], [`SinkStats`]) each carry one, because
-/// they are created before any registry sees them (and in tests, with none): observing before
-/// [`Metrics`] attaches the histograms does nothing.
-#[derive(Debug, Default)]
-pub struct StageHooks {
-    stages: [OnceLock<Histogram>; Stage::ALL.len()],
-    time_to_name: OnceLock<Histogram>,
-}
-
-impl StageHooks {
-    /// Records `elapsed` for `stage`.
-    pub fn observe(&self, stage: Stage, elapsed: Duration) {
-        if let Some(h) = self.stages[stage as usize].get() {
-            h.observe(elapsed.as_secs_f64());
-        }
-    }
-
-    /// Records the time from `capture_ts_ms` (Unix ms) to now; see [`Metrics::observe_time_to_name`].
-    pub fn observe_time_to_name(&self, capture_ts_ms: u64) {
-        if let Some(h) = self.time_to_name.get() {
-            h.observe(seconds_since(capture_ts_ms));
-        }
-    }
-
-    /// Sends later observations to `metrics`' histograms. Only the first attachment counts.
-    fn attach(&self, metrics: &Metrics) {
-        for (hook, h) in self.stages.iter().zip(&metrics.stages) {
-            let _ = hook.set(h.clone());
-        }
-        let _ = self.time_to_name.set(metrics.time_to_name.clone());
-    }
-}
-
-/// Seconds from `capture_ts_ms` (Unix ms) to now; zero for a capture time in the future.
-fn seconds_since(capture_ts_ms: u64) -> f64 {
-    crate::recognize::result::unix_millis().saturating_sub(capture_ts_ms) as f64 / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +236,7 @@ mod tests {
         m.add_workers(workers);
         let cam = Arc::new(CameraStats::default());
         cam.frames_received.fetch_add(7, Relaxed);
-        cam.drop_frame(crate::camera::DropReason::Sampling);
+        cam.drop_frame(crate::instrument::DropReason::Sampling);
         cam.latency.observe(Stage::Decode, Duration::from_millis(4)); // before: not recorded
         m.add_camera("g1", "door", cam.clone());
         cam.latency.observe(Stage::Decode, Duration::from_millis(4));
@@ -351,13 +257,6 @@ mod tests {
         }
         // Nothing registered for ingest's cache: no family at all rather than a false zero.
         assert!(!text.contains("redeye_cache_hits_total"));
-    }
-
-    #[test]
-    fn stages_index_their_histograms_in_order() {
-        for (i, s) in Stage::ALL.iter().enumerate() {
-            assert_eq!(*s as usize, i, "{s:?}");
-        }
     }
 
     #[test]

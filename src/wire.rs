@@ -1,6 +1,6 @@
 //! What crosses Redis between processes: the faces stream entry (ingest → workers) and the
-//! recognition event (ingest or workers → subscribers). The cached result lives in
-//! [`crate::recognize::result`].
+//! recognition event (ingest or workers → subscribers). The cached result, the content key and
+//! how an event is made live in [`crate::recognition`].
 //!
 //! Both carry a schema version. A reader refuses an entry it cannot fully understand: for the
 //! faces stream that makes it a poison entry, dead-lettered with the reason.
@@ -71,7 +71,8 @@ impl FaceEntry {
         ]
     }
 
-    /// Parses stream fields, checking every field and that `md5` is the MD5 of `crop`.
+    /// Parses stream fields, checking every field. That `md5` is the content key of `crop` is
+    /// checked by [`crate::recognition::read_entry`], which owns the content key.
     pub fn from_fields(fields: &std::collections::HashMap<String, Vec<u8>>) -> Result<FaceEntry, EntryError> {
         let raw = |name: &'static str| fields.get(name).ok_or(EntryError::Missing(name));
         let text = |name: &'static str| -> Result<&str, EntryError> {
@@ -104,18 +105,8 @@ impl FaceEntry {
             model: text("model")?.to_owned(),
             crop: raw("crop")?.clone(),
         };
-        let actual = md5_hex(&entry.crop);
-        if actual != entry.md5 {
-            return Err(EntryError::Md5Mismatch { claimed: entry.md5, actual });
-        }
         Ok(entry)
     }
-}
-
-/// Hex MD5 of `bytes`: the content key of a crop.
-pub fn md5_hex(bytes: &[u8]) -> String {
-    use md5::Digest as _;
-    hex::encode(md5::Md5::digest(bytes))
 }
 
 /// A recognised (or unknown) face, published on `<prefix>:events` and appended to the events
@@ -158,7 +149,7 @@ mod tests {
     fn entry() -> FaceEntry {
         let crop = b"\xff\xd8 not really a jpeg".to_vec();
         FaceEntry {
-            md5: md5_hex(&crop),
+            md5: "8b1a9953c4611296a827abf8c47804d7".into(),
             camera: "door".into(),
             group: "lobby".into(),
             capture_ts: 1_700_000_000_123,
@@ -187,9 +178,6 @@ mod tests {
         let mut f = fields(&entry());
         f.remove("camera");
         assert_eq!(FaceEntry::from_fields(&f), Err(EntryError::Missing("camera")));
-        let mut f = fields(&entry());
-        f.insert("crop".into(), b"other bytes".to_vec());
-        assert!(matches!(FaceEntry::from_fields(&f), Err(EntryError::Md5Mismatch { .. })));
         let mut f = fields(&entry());
         f.insert("bbox".into(), b"[1,2".to_vec());
         assert!(matches!(FaceEntry::from_fields(&f), Err(EntryError::Malformed { field: "bbox", .. })));

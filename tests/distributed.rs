@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redeye::config::REDIS_URL_ENV;
-use redeye::recognize::result::unix_millis;
+use redeye::instrument::unix_millis;
 use redeye::wire::Event;
 use support::clips;
 use support::faces::{Faces, model_tables, photo};

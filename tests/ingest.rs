@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redeye::wire::{Event, FaceEntry};
+use redeye::wire::Event;
 use support::clips;
 use support::faces::{model_tables, photo};
 use support::redis::RedisServer;
@@ -93,15 +93,15 @@ fn faces_from_rtsp_over_tcp_and_udp_land_in_their_groups_streams_with_every_fiel
     });
     for (group, camera) in [("lobby", "door"), ("garage", "ramp")] {
         for (id, fields) in entries(&redis, group) {
-            let entry = FaceEntry::from_fields(&fields)
+            let entry = redeye::recognition::read_entry(&fields)
                 .unwrap_or_else(|e| panic!("{group} entry {id} is not a complete face entry: {e}"));
-            // from_fields checks md5 == MD5(crop); say it here too, it is the content key.
-            assert_eq!(entry.md5, redeye::wire::md5_hex(&entry.crop));
+            // read_entry checks md5 == MD5(crop); say it here too, it is the content key.
+            assert_eq!(entry.md5, redeye::recognition::content_key(&entry.crop));
             assert_eq!((entry.group.as_str(), entry.camera.as_str()), (group, camera));
             assert_eq!(entry.crop_size, 112);
             let crop = image::load_from_memory(&entry.crop).unwrap();
             assert_eq!((crop.width(), crop.height()), (112, 112));
-            let age = redeye::recognize::result::unix_millis().saturating_sub(entry.capture_ts);
+            let age = redeye::instrument::unix_millis().saturating_sub(entry.capture_ts);
             assert!(age < 120_000, "capture time is wall time: {age} ms ago");
             assert!(entry.bbox.w > 20.0 && entry.score >= 0.65);
         }

@@ -95,7 +95,8 @@ async fn enroll(bus: &Bus, faces: &mut Faces, people: &[(&str, &str)]) {
 fn start_workers(config: &Config, bus: &Bus) -> (CancellationToken, TaskTracker) {
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    redeye::cmd::recognize::spawn_workers(config, bus, &[], Some(1), &tracker, &token).unwrap();
+    let health = std::sync::Arc::new(redeye::health::Health::default());
+    redeye::service::recognize::spawn_workers(config, bus, &[], Some(1), &tracker, &token, &health).unwrap();
     tracker.close();
     (token, tracker)
 }
@@ -189,7 +190,7 @@ async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recog
     poison.insert(format!("g1:{id}"), "missing field");
     // Garbage bytes where the JPEG should be (with a matching md5).
     let garbage = b"\x00\x01garbage, not a jpeg".to_vec();
-    let e = FaceEntry { md5: redeye::wire::md5_hex(&garbage), crop: garbage, ..base.clone() };
+    let e = FaceEntry { md5: redeye::recognition::content_key(&garbage), crop: garbage, ..base.clone() };
     poison.insert(add(&redis, &e), "crop is not a JPEG");
     // A crop of the wrong size.
     let small = support::faces::jpeg(&image::imageops::resize(
@@ -198,7 +199,7 @@ async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recog
         64,
         image::imageops::FilterType::Triangle,
     ));
-    let e = FaceEntry { md5: redeye::wire::md5_hex(&small), crop: small, ..base.clone() };
+    let e = FaceEntry { md5: redeye::recognition::content_key(&small), crop: small, ..base.clone() };
     poison.insert(add(&redis, &e), "crop is 64x64, expected 112x112");
     // An md5 that is not the crop's.
     let e = FaceEntry { md5: "0".repeat(32), ..base.clone() };
@@ -238,7 +239,7 @@ async fn a_person_enrolled_after_coming_back_unknown_is_recognised_next_time() {
     wait_until(Duration::from_secs(60), "the first event", || events(&redis).len() == 1);
     assert_eq!(events(&redis)[0].person, None, "Biden is not enrolled yet");
     let cached: String = redis.query(redis::cmd("GET").arg(format!("image:{}", entry.md5)));
-    let cached: redeye::recognize::result::CachedResult = serde_json::from_str(&cached).unwrap();
+    let cached: redeye::recognition::CachedResult = serde_json::from_str(&cached).unwrap();
 
     enroll(&bus, &mut faces, &[("Joe Biden", "biden.jpg")]).await;
     let version = gallery::version(&mut bus.shared(), bus.keys()).await.unwrap();

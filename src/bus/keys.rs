@@ -76,11 +76,6 @@ impl Keys {
         format!("{}:{{gallery}}:version", self.prefix)
     }
 
-    /// `<prefix>:{gallery}:changed`: channel announcing a new gallery version to workers.
-    pub fn gallery_changed(&self) -> String {
-        format!("{}:{{gallery}}:changed", self.prefix)
-    }
-
     /// The pub/sub channel of live recognition events.
     pub fn events_channel(&self) -> &str {
         &self.events_channel
@@ -130,7 +125,6 @@ mod tests {
         assert_eq!(keys.people(), "redeye:{gallery}:people");
         assert_eq!(keys.embeddings("p1"), "redeye:{gallery}:emb:p1");
         assert_eq!(keys.gallery_version(), "redeye:{gallery}:version");
-        assert_eq!(keys.gallery_changed(), "redeye:{gallery}:changed");
         assert_eq!(keys.events_stream(), "redeye:events");
     }
 

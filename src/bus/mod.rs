@@ -4,7 +4,7 @@
 //! - [`Topology`] and [`Credentials`] say where Redis is ([`Topology::from_config`]).
 //! - [`Bus`] holds the connections: [`Bus::group`] for a camera group's faces stream, dead
 //!   letters and result cache; [`Bus::shared`] for the gallery and the events.
-//! - [`Keys`] names every key, stream and channel (the Redis contract in DESIGN.md).
+//! - [`Keys`] names every key, stream and channel (the Redis contract in the README).
 //! - [`streams`], [`cache`] and [`events`] are typed helpers over a [`RedisConn`].
 //!
 //! With named nodes each group's keys live on its own node; with one server, Sentinel or a

@@ -34,9 +34,10 @@ use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 use tokio::sync::{mpsc, oneshot};
 
+use super::frame::Frame;
 use super::slot::SlotHandle;
-use super::stats::{CameraStats, DropReason};
-use crate::metrics::Stage;
+use super::stats::CameraStats;
+use crate::instrument::{DropReason, Stage};
 
 /// Encoded frames waiting for the decoder. Small: a live source drops (and resyncs at the next
 /// key frame) rather than queueing seconds of video behind a decoder that cannot keep up.
@@ -92,19 +93,6 @@ pub struct EncodedFrame {
     /// `capture_time` was made up in decode order (a raw stream without timestamps): with
     /// B-frames it belongs to whichever frame comes out next, not to this packet's picture.
     pub decode_order_time: bool,
-}
-
-/// A decoded, sampled frame, ready for detection.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub camera: Arc<str>,
-    /// Position in the camera's stream, presentation order, monotonic across reconnects and
-    /// file loops.
-    pub frame_number: u64,
-    /// Capture wall time (see the module docs).
-    pub capture_time: SystemTime,
-    pub key_frame: bool,
-    pub image: RgbImage,
 }
 
 /// What the decoder keeps.

@@ -11,11 +11,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 
 use image::RgbImage;
-use md5::{Digest, Md5};
 
 use super::slot::FrameSlots;
 use super::stats::DetectStats;
-use crate::metrics::Stage;
+use crate::instrument::Stage;
+use crate::recognition::content_key;
 use crate::vision::{BBox, Detection, Detector, QualityGate, align_face};
 
 /// JPEG quality of face crops: visually lossless for a 112x112 face, ~5 KB.
@@ -74,7 +74,7 @@ impl DetectPool {
         let stats = Arc::new(DetectStats::default());
         let mut threads = Vec::with_capacity(detectors.len());
         for (i, detector) in detectors.into_iter().enumerate() {
-            let worker = Worker {
+            let worker = DetectThread {
                 group: group.clone(),
                 detector,
                 gate: gate.clone(),
@@ -106,7 +106,7 @@ impl DetectPool {
     }
 }
 
-struct Worker {
+struct DetectThread {
     group: Arc<str>,
     detector: Box<dyn Detector>,
     gate: QualityGate,
@@ -114,7 +114,7 @@ struct Worker {
     stats: Arc<DetectStats>,
 }
 
-impl Worker {
+impl DetectThread {
     fn run(mut self, slots: &FrameSlots) {
         tracing::debug!("Detection thread starting.");
         while let Some((frame, camera_stats)) = slots.take() {
@@ -133,7 +133,6 @@ impl Worker {
             };
             self.stats.faces_detected.fetch_add(detections.len() as u64, Relaxed);
             camera_stats.faces_detected.fetch_add(detections.len() as u64, Relaxed);
-            let started = Instant::now();
             for det in detections {
                 let one = Instant::now();
                 if let Some(crop) = self.crop(&frame, det) {
@@ -142,7 +141,6 @@ impl Worker {
                     self.sink.accept(crop);
                 }
             }
-            self.stats.crop_nanos.fetch_add(nanos(started), Relaxed);
         }
         tracing::debug!("Detection thread ending.");
     }
@@ -176,7 +174,7 @@ impl Worker {
             bbox: det.bbox,
             score: det.score,
             landmarks: det.landmarks,
-            md5: md5_hex(&jpeg),
+            md5: content_key(&jpeg),
             crop,
             jpeg,
         })
@@ -190,11 +188,6 @@ pub fn encode_jpeg(img: &RgbImage) -> Result<Vec<u8>, image::ImageError> {
     Ok(out)
 }
 
-/// Lower-case hex MD5 of `bytes`: the content key of a crop.
-pub fn md5_hex(bytes: &[u8]) -> String {
-    hex::encode(Md5::digest(bytes))
-}
-
 fn nanos(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
@@ -203,6 +196,7 @@ fn nanos(since: Instant) -> u64 {
 mod tests {
     use super::*;
     use crate::camera::Frame;
+    use crate::instrument::RejectReason;
     use crate::vision::{ARCFACE_TEMPLATE, FakeDetector, QualitySpec};
     use std::sync::Mutex;
 
@@ -253,14 +247,9 @@ mod tests {
         let c = &got[0];
         assert_eq!((&*c.camera, &*c.group, c.frame_number), ("cam", "g", 42));
         assert_eq!(c.crop.dimensions(), (CROP_SIZE, CROP_SIZE));
-        assert_eq!(c.md5, md5_hex(&c.jpeg));
+        assert_eq!(c.md5, content_key(&c.jpeg));
         assert_eq!(image::load_from_memory(&c.jpeg).unwrap().to_rgb8().dimensions(), (112, 112));
         assert_eq!(stats.faces_detected.load(Relaxed), 3);
-        assert_eq!((stats.rejected("too_small"), stats.rejected("low_score")), (1, 1));
-    }
-
-    #[test]
-    fn md5_is_lower_hex() {
-        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!((stats.rejected(RejectReason::TooSmall), stats.rejected(RejectReason::LowScore)), (1, 1));
     }
 }

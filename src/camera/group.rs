@@ -6,11 +6,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::backoff::BackoffPolicy;
 use super::detect::{DetectPool, FaceSink};
 use super::slot::FrameSlots;
 use super::stats::{CameraStats, DetectStats};
 use super::{CameraError, CameraSpec, CameraTask, Timeouts};
+use crate::backoff::BackoffPolicy;
 use crate::config::{Config, GroupConfig};
 use crate::vision::{Detector, DetectorSpec, QualityGate, Runtime, SessionOptions, VisionError, YuNet};
 

@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::decode::Frame;
-use super::stats::{CameraStats, DropReason};
+use super::frame::Frame;
+use super::stats::CameraStats;
+use crate::instrument::DropReason;
 
 /// The slots of one camera group.
 #[derive(Debug, Default)]

@@ -6,55 +6,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::metrics::StageHooks;
+use crate::instrument::{DropReason, RejectReason, StageHooks};
 use crate::vision::Rejection;
-
-/// Why a frame was dropped. Bounded and stable: these become the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Decoded, but between two samples of the configured fps.
-    Sampling,
-    /// Waited in the newest-frame slot and was replaced by a newer frame before detection took it.
-    Replaced,
-    /// libavcodec refused the packet or the frame could not be converted.
-    DecodeError,
-    /// Received while the decoder's input queue was full (the decoder is behind); the stream
-    /// then resumes at the next key frame.
-    Backlog,
-    /// Received before the first key frame of a session (or after a backlog drop): it cannot
-    /// be decoded without its references.
-    WaitingForKey,
-    /// Not a key frame, in key-frames-only mode (skipped by libavcodec).
-    NonKey,
-}
-
-impl DropReason {
-    /// Every reason, in label order.
-    pub const ALL: [DropReason; 6] = [
-        DropReason::Sampling,
-        DropReason::Replaced,
-        DropReason::DecodeError,
-        DropReason::Backlog,
-        DropReason::WaitingForKey,
-        DropReason::NonKey,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Sampling => "sampling",
-            DropReason::Replaced => "replaced",
-            DropReason::DecodeError => "decode_error",
-            DropReason::Backlog => "backlog",
-            DropReason::WaitingForKey => "waiting_for_key",
-            DropReason::NonKey => "non_key",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// One camera's counters. Cheap to share: wrap in an `Arc` and hand clones to the task, the
 /// decode thread and the slot.
@@ -89,12 +42,12 @@ pub struct CameraStats {
 impl CameraStats {
     /// Counts one dropped frame.
     pub fn drop_frame(&self, reason: DropReason) {
-        self.dropped[reason.index()].fetch_add(1, Relaxed);
+        self.dropped[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// Frames dropped for `reason` so far.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason.index()].load(Relaxed)
+        self.dropped[reason as usize].load(Relaxed)
     }
 
     /// A consistent-enough copy of every counter, for logs and tests.
@@ -133,7 +86,7 @@ pub struct CameraSnapshot {
 impl CameraSnapshot {
     /// Frames dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason.index()].1
+        self.dropped[reason as usize].1
     }
 }
 
@@ -146,13 +99,11 @@ pub struct DetectStats {
     pub faces_detected: AtomicU64,
     /// Faces that passed the quality gate and went to the sink.
     pub faces_accepted: AtomicU64,
-    rejected: [AtomicU64; 3],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     /// Frames the detector failed on (logged, then skipped).
     pub errors: AtomicU64,
     /// Time in the detector, nanoseconds.
     pub detect_nanos: AtomicU64,
-    /// Time aligning, gating, JPEG-encoding and hashing accepted faces, nanoseconds.
-    pub crop_nanos: AtomicU64,
     /// The detect and align latency histograms, once the metrics registry attaches them.
     pub latency: StageHooks,
 }
@@ -160,25 +111,12 @@ pub struct DetectStats {
 impl DetectStats {
     /// Counts a face stopped by the quality gate.
     pub fn reject(&self, r: &Rejection) {
-        self.rejected[rejection_index(r)].fetch_add(1, Relaxed);
+        self.rejected[r.reason() as usize].fetch_add(1, Relaxed);
     }
 
-    /// Faces rejected with the label `reason` (`too_small`, `low_score`, `blurry`).
-    pub fn rejected(&self, reason: &str) -> u64 {
-        match reason {
-            "too_small" => self.rejected[0].load(Relaxed),
-            "low_score" => self.rejected[1].load(Relaxed),
-            "blurry" => self.rejected[2].load(Relaxed),
-            _ => 0,
-        }
-    }
-}
-
-fn rejection_index(r: &Rejection) -> usize {
-    match r {
-        Rejection::TooSmall { .. } => 0,
-        Rejection::LowScore { .. } => 1,
-        Rejection::Blurry { .. } => 2,
+    /// Faces rejected for `reason` so far.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize].load(Relaxed)
     }
 }
 
@@ -196,15 +134,13 @@ mod tests {
         assert_eq!(snap.dropped(DropReason::Sampling), 2);
         assert_eq!(snap.dropped(DropReason::Replaced), 1);
         assert_eq!(snap.dropped(DropReason::NonKey), 0);
-        let labels: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels, ["sampling", "replaced", "decode_error", "backlog", "waiting_for_key", "non_key"]);
     }
 
     #[test]
     fn rejections_by_label() {
         let s = DetectStats::default();
         s.reject(&Rejection::Blurry { sharpness: 3.0 });
-        assert_eq!(s.rejected("blurry"), 1);
-        assert_eq!(s.rejected("too_small"), 0);
+        assert_eq!(s.rejected(RejectReason::Blurry), 1);
+        assert_eq!(s.rejected(RejectReason::TooSmall), 0);
     }
 }

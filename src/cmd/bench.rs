@@ -64,7 +64,7 @@ pub struct VisionArgs {
 
 const MODELS: &str = "models";
 /// MobileFaceNet is measured for batching only: SFace's graph cannot batch. Its licence is
-/// unclear (models/PROVENANCE.md), so it is optional: its rows are left out if it is absent.
+/// unclear (models/README.md), so it is optional: its rows are left out if it is absent.
 const MOBILEFACENET: &str = "models/mobilefacenet_192d_dynbatch.onnx";
 const MFN_BATCHES: [usize; 4] = [1, 8, 16, 32];
 
@@ -92,13 +92,14 @@ pub fn run(_common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let ort_lib = std::fs::canonicalize(rt.path()).unwrap_or_else(|_| rt.path().to_path_buf());
     println!(
         "redeye bench vision: {} photos from {}, decoded into memory first (decode not timed)\n\
-         ONNX Runtime {}\n\
+         ONNX Runtime {} (sessions at {} threads share one pool, see src/vision/runtime.rs)\n\
          per op: warm-up, then whole passes over the inputs for >= {} s; rate = items / time in calls; \
          latency per call in ms\n\
          machine: {} CPUs, load average {} at start (other processes on the machine skew the numbers)",
         photos.len(),
         args.photos.display(),
         ort_lib.display(),
+        rt.shared_threads(),
         args.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average(),
@@ -228,7 +229,7 @@ fn bench_redeye(
     })
 }
 
-/// The spec from models/PROVENANCE.md, with `max_batch` the batch to measure.
+/// The spec from models/README.md, with `max_batch` the batch to measure.
 fn mobilefacenet_spec(max_batch: usize) -> RecognizerSpec {
     RecognizerSpec {
         model: MOBILEFACENET.into(),

@@ -6,17 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use md5::{Digest, Md5};
-use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::CommonArgs;
 use crate::app;
 use crate::bus::RedisConn;
 use crate::config::Config;
+use crate::instrument::unix_millis;
+use crate::recognition::{self, CachedResult, FaceResult, RESULT_SCHEMA};
 use crate::recognize::gallery;
 use crate::recognize::matcher::Matcher;
-use crate::recognize::result::{CachedResult, FaceResult, RESULT_SCHEMA, unix_millis};
 use crate::vision::{BBox, FacePipeline, ImageLimits, Verdict, decode_image_file};
 
 #[derive(Debug, clap::Args)]
@@ -83,9 +82,9 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let md5 = hex::encode(Md5::digest(&bytes));
+        let md5 = recognition::content_key(&bytes);
         let key = bus.keys().image(&md5);
-        if let Some(hit) = cached(&mut cache, &key, &model, version).await? {
+        if let Some(hit) = recognition::lookup(&mut cache, &key, &model, version).await? {
             print_result(photo, &md5, &hit, true)?;
             continue;
         }
@@ -93,11 +92,15 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
             Some(r) => r,
             None => recognizer.insert(load_recognizer(&config, &mut shared, &bus).await?),
         };
-        match recognise(rec, photo, &model, version) {
+        match recognize(rec, photo, &model, version) {
             Ok(result) => {
-                let json = serde_json::to_vec(&result)?;
-                let () = cache
-                    .set_ex(&key, json, config.redis.cache_ttl_secs)
+                let finisher = recognition::Finisher::new(
+                    bus.clone(),
+                    config.redis.cache_ttl_secs,
+                    config.redis.events_stream_maxlen,
+                );
+                finisher
+                    .cache(&mut cache, &md5, &result, &Default::default())
                     .await
                     .with_context(|| format!("caching the result under {key}"))?;
                 print_result(photo, &md5, &result, false)?;
@@ -119,26 +122,6 @@ fn read_photo(photo: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(photo).with_context(|| format!("{}: cannot read", photo.display()))
 }
 
-/// A cached result that may answer: same model, made with the current gallery. A stale or
-/// unreadable entry is a miss (and is overwritten).
-async fn cached(
-    cache: &mut RedisConn,
-    key: &str,
-    model: &str,
-    version: u64,
-) -> anyhow::Result<Option<CachedResult>> {
-    let bytes: Option<Vec<u8>> = cache.get(key).await.with_context(|| format!("GET {key}"))?;
-    let Some(bytes) = bytes else { return Ok(None) };
-    match serde_json::from_slice::<CachedResult>(&bytes) {
-        Ok(r) if r.is_fresh(model, version) => Ok(Some(r)),
-        Ok(_) => Ok(None),
-        Err(e) => {
-            tracing::warn!(%key, error = %e, "Unreadable cached result; recognising again.");
-            Ok(None)
-        }
-    }
-}
-
 async fn load_recognizer(
     config: &Config,
     shared: &mut RedisConn,
@@ -156,7 +139,7 @@ async fn load_recognizer(
     Ok(Recognizer { pipeline, matcher })
 }
 
-fn recognise(rec: &mut Recognizer, photo: &Path, model: &str, version: u64) -> anyhow::Result<CachedResult> {
+fn recognize(rec: &mut Recognizer, photo: &Path, model: &str, version: u64) -> anyhow::Result<CachedResult> {
     let img = decode_image_file(photo, &ImageLimits::default())?;
     let outcomes = rec.pipeline.analyse(&img).with_context(|| format!("{}", photo.display()))?;
     let mut faces = Vec::with_capacity(outcomes.len());

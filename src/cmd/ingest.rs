@@ -2,20 +2,9 @@
 //! Redis (cache hits become events, misses go to the groups' faces streams).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use super::{CommonArgs, Role, RoleArgs};
-use crate::app;
-use crate::bus::Bus;
-use crate::camera::{self, GroupIngest, GroupOptions, GroupSpec};
-use crate::config::Config;
-use crate::ingest::RedisSink;
-use crate::metrics::Metrics;
-use crate::vision::{QualityGate, Runtime};
+use super::{CommonArgs, RoleArgs};
+use crate::{app, service};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,83 +13,7 @@ pub struct Args {
 }
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let Role { config, admin, bus, token } = Role::start(common, &args.role).await?;
-    let running = start(&config, &bus, &args.role.groups, &token)?;
-    running.register_metrics(&admin.metrics);
-    admin.readiness.set_models_loaded();
-    let polls = TaskTracker::new();
-    admin.poll_redis(&bus, running.group_names(), &polls, &token);
-    polls.close();
-    token.cancelled().await;
-    admin.readiness.set_draining();
-    stop(running).await;
-    polls.wait().await;
-    admin.stop().await;
+    let roles = args.role.roles(true, false, None);
+    service::run(app::load_config(&common.config)?, roles, app::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The running ingest of some groups.
-pub struct Ingest {
-    pub groups: Vec<GroupIngest>,
-    pub sink: Arc<RedisSink>,
-}
-
-impl Ingest {
-    /// Exports every camera's, detection pool's and the sink's counters and latencies.
-    pub fn register_metrics(&self, metrics: &Metrics) {
-        for group in &self.groups {
-            metrics.add_group_ingest(group);
-        }
-        metrics.add_sink(self.sink.stats().clone());
-    }
-
-    /// The names of the running groups.
-    pub fn group_names(&self) -> Vec<String> {
-        self.groups.iter().map(|g| g.name().to_owned()).collect()
-    }
-}
-
-/// Starts the cameras and detection threads of the `names` groups (all when empty).
-pub fn start(
-    config: &Config,
-    bus: &Bus,
-    names: &[String],
-    token: &CancellationToken,
-) -> anyhow::Result<Ingest> {
-    let crop = camera::CROP_SIZE;
-    anyhow::ensure!(
-        config.recognizer.input_size == crop,
-        "the recognizer takes {0}x{0} crops, ingest aligns faces to {crop}x{crop} (the ArcFace template)",
-        config.recognizer.input_size
-    );
-    let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
-    // Detection threads run beside the decode threads and the workers: one ONNX Runtime thread
-    // each, and more detection threads per group where `detect_threads` asks for them.
-    let opts = crate::vision::SessionOptions { intra_threads: 1, ..Default::default() };
-    let sink = Arc::new(RedisSink::new(bus.clone(), config, token.clone()));
-    let mut groups = Vec::new();
-    for group in app::select_groups(config, names)? {
-        let spec = GroupSpec::from_config(group, config).with_context(|| format!("group {}", group.name))?;
-        let detectors = camera::yunet_detectors(runtime, &config.detector, &opts, group.detect_threads)?;
-        let cameras = spec.cameras.len();
-        let ingest = GroupIngest::start(
-            spec,
-            GroupOptions::default(),
-            detectors,
-            QualityGate::new(config.quality.clone()),
-            sink.clone(),
-            token,
-        )?;
-        tracing::info!(group = %group.name, cameras, "Ingest started.");
-        groups.push(ingest);
-    }
-    Ok(Ingest { groups, sink })
-}
-
-/// After the token is cancelled: waits for cameras (TEARDOWN) and detection, within the grace.
-pub async fn stop(ingest: Ingest) {
-    let joins = futures::future::join_all(ingest.groups.into_iter().map(GroupIngest::join));
-    if tokio::time::timeout(app::SHUTDOWN_GRACE, joins).await.is_err() {
-        tracing::warn!("Ingest did not stop within the grace period.");
-    }
 }

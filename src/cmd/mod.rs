@@ -1,4 +1,5 @@
-//! Subcommands. Each module has an `Args` (clap) and a `run`.
+//! Subcommands. Each module has an `Args` (clap) and a `run`; the long-running roles are
+//! assembled in [`crate::service`], so these only parse arguments and call it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,24 +28,16 @@ pub struct RoleArgs {
     pub admin_listen: Option<std::net::SocketAddr>,
 }
 
-/// What every long-running role sets up first, in this order: the configuration, the admin
-/// server (so /live answers at once and /ready says what it is waiting for), Redis, and the
-/// shutdown token.
-pub struct Role {
-    pub config: crate::config::Config,
-    pub admin: crate::admin::Admin,
-    pub bus: crate::bus::Bus,
-    pub token: tokio_util::sync::CancellationToken,
-}
-
-impl Role {
-    pub async fn start(common: &CommonArgs, args: &RoleArgs) -> anyhow::Result<Role> {
-        let config = crate::app::load_config(&common.config)?;
-        let admin = crate::admin::Admin::start(args.admin_listen.unwrap_or(config.admin.listen))?;
-        let bus = crate::app::connect(&config).await?;
-        admin.readiness.set_bus(bus.clone());
-        let token = crate::app::shutdown_token();
-        Ok(Role { config, admin, bus, token })
+impl RoleArgs {
+    /// The [`crate::service::Roles`] these options and the command ask for.
+    fn roles(self, ingest: bool, recognize: bool, workers: Option<usize>) -> crate::service::Roles {
+        crate::service::Roles {
+            ingest,
+            recognize,
+            groups: self.groups,
+            workers,
+            admin_listen: self.admin_listen,
+        }
     }
 }
 

@@ -304,7 +304,7 @@ impl Checker<'_> {
         if !unit(d.nms_threshold) {
             self.report(path!["detector", "nms_threshold"], "must be between 0 and 1");
         }
-        if d.input_size < 32 || d.input_size % 32 != 0 {
+        if d.input_size < 32 || !d.input_size.is_multiple_of(32) {
             self.report(path!["detector", "input_size"], "must be a multiple of 32, at least 32");
         }
         let q = &config.quality;

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::Desc;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-use crate::camera::{CameraStats, DetectStats, DropReason};
+use crate::camera::{CameraStats, DetectStats};
 use crate::ingest::SinkStats;
+use crate::instrument::{DropReason, RejectReason};
 use crate::recognize::worker::WorkerStats;
 
 /// A family this collector emits.
@@ -42,6 +43,18 @@ const FRAMES_RECEIVED: Family = Family {
 const FRAMES_DECODED: Family = Family {
     name: "redeye_camera_frames_decoded_total",
     help: "Frames that came out of the decoder.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FRAMES_SAMPLED: Family = Family {
+    name: "redeye_camera_frames_sampled_total",
+    help: "Decoded frames kept by sampling and offered to detection.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FRAMES_DETECTED: Family = Family {
+    name: "redeye_camera_frames_detected_total",
+    help: "Frames the detection stage took from the camera's newest-frame slot.",
     kind: MetricType::COUNTER,
     labels: CAMERA,
 };
@@ -75,6 +88,24 @@ const FACES_REJECTED: Family = Family {
     kind: MetricType::COUNTER,
     labels: &["group", "reason"],
 };
+const DETECT_FRAMES: Family = Family {
+    name: "redeye_detect_frames_total",
+    help: "Frames run through the group's detector.",
+    kind: MetricType::COUNTER,
+    labels: &["group"],
+};
+const FACES_ACCEPTED: Family = Family {
+    name: "redeye_faces_accepted_total",
+    help: "Faces that passed the quality gate, aligned and hashed.",
+    kind: MetricType::COUNTER,
+    labels: &["group"],
+};
+const DETECT_ERRORS: Family = Family {
+    name: "redeye_detect_errors_total",
+    help: "Frames the detector failed on (logged and skipped), or crops that could not be encoded.",
+    kind: MetricType::COUNTER,
+    labels: &["group"],
+};
 const RECOGNITIONS: Family = Family {
     name: "redeye_recognitions_total",
     help: "Faces stream entries recognised by this process's workers, by outcome (known, unknown, dead_letter).",
@@ -106,24 +137,41 @@ const CACHE_MISSES: Family = Family {
     labels: &[],
 };
 
-const ALL: [&Family; 13] = [
+const INGEST_RETRIES: Family = Family {
+    name: "redeye_ingest_retries_total",
+    help: "Hand-offs of a crop to Redis that failed and were retried.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+const INGEST_LOST: Family = Family {
+    name: "redeye_ingest_crops_lost_total",
+    help: "Crops never handed off: the hand-off stopped on a fatal error, or shutdown came first.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+
+const ALL: [&Family; 20] = [
     &CAMERA_UP,
     &FRAMES_RECEIVED,
     &FRAMES_DECODED,
+    &FRAMES_SAMPLED,
+    &FRAMES_DETECTED,
     &FRAMES_DROPPED,
     &RECONNECTS,
     &DECODE_ERRORS,
     &FACES_DETECTED,
     &FACES_REJECTED,
+    &DETECT_FRAMES,
+    &FACES_ACCEPTED,
+    &DETECT_ERRORS,
     &RECOGNITIONS,
     &CLAIMED,
     &WORKER_ERRORS,
     &CACHE_HITS,
     &CACHE_MISSES,
+    &INGEST_RETRIES,
+    &INGEST_LOST,
 ];
-
-/// Quality gate reasons, as [`DetectStats::rejected`] names them.
-const REJECT_REASONS: [&str; 3] = ["too_small", "low_score", "blurry"];
 
 /// What has been registered.
 #[derive(Default)]
@@ -201,6 +249,8 @@ impl Sources {
         family(&CAMERA_UP, per_camera(&CAMERA_UP, &|s| u64::from(s.up.load(Relaxed))));
         family(&FRAMES_RECEIVED, per_camera(&FRAMES_RECEIVED, &|s| s.frames_received.load(Relaxed)));
         family(&FRAMES_DECODED, per_camera(&FRAMES_DECODED, &|s| s.frames_decoded.load(Relaxed)));
+        family(&FRAMES_SAMPLED, per_camera(&FRAMES_SAMPLED, &|s| s.frames_sampled.load(Relaxed)));
+        family(&FRAMES_DETECTED, per_camera(&FRAMES_DETECTED, &|s| s.frames_detected.load(Relaxed)));
         family(&RECONNECTS, per_camera(&RECONNECTS, &|s| s.reconnects.load(Relaxed)));
         family(&DECODE_ERRORS, per_camera(&DECODE_ERRORS, &|s| s.dropped(DropReason::DecodeError)));
         let dropped = r
@@ -220,16 +270,25 @@ impl Sources {
             .detect
             .iter()
             .flat_map(|(g, s)| {
-                REJECT_REASONS.iter().map(move |reason| {
+                RejectReason::ALL.iter().map(move |&reason| {
                     metric(
                         MetricType::COUNTER,
-                        &[("group", g), ("reason", reason)],
+                        &[("group", g), ("reason", reason.as_str())],
                         s.rejected(reason) as f64,
                     )
                 })
             })
             .collect();
         family(&FACES_REJECTED, rejected);
+        let per_group = |value: &dyn Fn(&DetectStats) -> u64| -> Vec<Metric> {
+            r.detect
+                .iter()
+                .map(|(g, s)| metric(MetricType::COUNTER, &[("group", g)], value(s) as f64))
+                .collect()
+        };
+        family(&DETECT_FRAMES, per_group(&|s| s.frames.load(Relaxed)));
+        family(&FACES_ACCEPTED, per_group(&|s| s.faces_accepted.load(Relaxed)));
+        family(&DETECT_ERRORS, per_group(&|s| s.errors.load(Relaxed)));
 
         if !r.workers.is_empty() {
             let sum = |a: fn(&WorkerStats) -> &AtomicU64| -> f64 {
@@ -255,6 +314,8 @@ impl Sources {
             };
             family(&CACHE_HITS, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_hits))]);
             family(&CACHE_MISSES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_misses))]);
+            family(&INGEST_RETRIES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.retries))]);
+            family(&INGEST_LOST, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.lost))]);
         }
         out
     }

@@ -8,9 +8,8 @@
 //!   appended to by each enrolment;
 //! - `<prefix>:{gallery}:version`: a counter bumped by every change. Cached results carry the
 //!   version they were made with; an older one is a miss, so an unknown face is recognised as soon
-//!   as that person is enrolled, and a forgotten person is no longer named from the cache;
-//! - `<prefix>:{gallery}:changed`: channel on which the new version is published, so running
-//!   workers reload without a restart.
+//!   as that person is enrolled, and a forgotten person is no longer named from the cache.
+//!   Workers read it before every batch and reload when it moved, so no announcement is needed.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -89,7 +88,7 @@ pub fn pack(embeddings: &[Vec<f32>]) -> Vec<u8> {
 
 /// The inverse of [`pack`]; `None` if the length is not a whole number of embeddings.
 pub fn unpack(bytes: &[u8], dim: usize) -> Option<Vec<Vec<f32>>> {
-    if dim == 0 || bytes.len() % (dim * 4) != 0 {
+    if dim == 0 || !bytes.len().is_multiple_of(dim * 4) {
         return None;
     }
     let values: Vec<f32> =
@@ -138,7 +137,6 @@ pub async fn enroll(
         .incr(keys.gallery_version(), 1)
         .query_async(conn)
         .await?;
-    announce(conn, keys, version).await;
     Ok((person, version))
 }
 
@@ -156,17 +154,7 @@ pub async fn forget(conn: &mut RedisConn, keys: &Keys, name: &str) -> Result<Opt
     if removed == 0 {
         return Ok(None);
     }
-    announce(conn, keys, version).await;
     Ok(Some(version))
-}
-
-/// Tells running workers to reload. Best effort: a worker that missed it still sees the newer
-/// version on its next cache check and reloads then.
-async fn announce(conn: &mut RedisConn, keys: &Keys, version: u64) {
-    let sent: redis::RedisResult<i64> = conn.publish(keys.gallery_changed(), version).await;
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "Could not announce the gallery change; workers will notice it later.");
-    }
 }
 
 /// The current gallery version (0 when nothing was ever enrolled).

@@ -3,7 +3,7 @@
 //! Each person may have several embeddings (photos from different angles or cameras); a person's
 //! score is the best cosine over their embeddings. A match needs two conditions, because one
 //! global threshold is not enough on real data: SFace's same-person and different-person cosines
-//! overlap (models/PROVENANCE.md: same-person pairs as low as 0.33, different-person pairs up to
+//! overlap (models/README.md: same-person pairs as low as 0.33, different-person pairs up to
 //! 0.40). The best person must score at least `threshold` AND lead the best *other* person by
 //! `margin`; otherwise the face is unknown.
 //!

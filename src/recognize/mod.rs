@@ -3,7 +3,6 @@
 pub mod embed_service;
 pub mod gallery;
 pub mod matcher;
-pub mod result;
 pub mod worker;
 
 pub use matcher::{Match, MatchPolicy, Matcher};

@@ -7,6 +7,12 @@
 //! carries the entry id, so a subscriber can tell the duplicate. An entry that cannot be parsed
 //! is dead-lettered at once with the reason; one that keeps failing is dead-lettered after
 //! `max_deliveries`. Dead-lettering and acking are one atomic step (see `bus::streams`).
+//!
+//! # Errors
+//! A [`WorkerError`] is retryable (Redis away, a failover: back off with full jitter and read
+//! again) or fatal (a gallery enrolled with another model, a model that cannot run, refused
+//! credentials): nothing will change without the operator, so [`RecognitionWorker::run`]
+//! returns it, and the service puts it on `/ready` instead of retrying forever.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,12 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::embed_service::EmbedService;
-use super::gallery::LiveGallery;
-use super::result::{CachedResult, FaceResult, RESULT_SCHEMA, unix_millis};
-use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, cache, events, streams};
+use super::gallery::{GalleryError, LiveGallery};
+use super::matcher::MatchError;
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams};
 use crate::config::Config;
-use crate::metrics::{Stage, StageHooks};
-use crate::wire::{EVENT_SCHEMA, Event, FaceEntry, PersonRef};
+use crate::instrument::{Stage, StageHooks};
+use crate::recognition::{CachedResult, FaceResult, Finisher, face_event};
+use crate::wire::FaceEntry;
 
 /// What a worker needs from `cameras.toml`.
 #[derive(Debug, Clone)]
@@ -63,8 +71,39 @@ pub struct WorkerStats {
     pub latency: StageHooks,
 }
 
+/// Why a worker session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The gallery cannot be used by this recogniser (enrolled with another model, corrupt).
+    #[error("the gallery cannot be used: {0}")]
+    Gallery(GalleryError),
+    /// An embedding does not fit the gallery (the recogniser's `dim` is wrong).
+    #[error("matching: {0}")]
+    Match(#[from] MatchError),
+    /// The recogniser failed on a batch of valid crops: the model cannot run.
+    #[error("the recogniser failed: {0}")]
+    Embed(String),
+}
+
+impl WorkerError {
+    /// Only Redis being away or failing over is worth retrying; everything else needs the
+    /// operator (fix the configuration, re-enrol, replace the model).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WorkerError::Bus(e) if !e.is_fatal())
+    }
+
+    fn from_gallery(conn: &RedisConn, err: GalleryError) -> WorkerError {
+        match err {
+            GalleryError::Redis(r) => WorkerError::Bus(conn.error("loading the gallery", r)),
+            other => WorkerError::Gallery(other),
+        }
+    }
+}
+
 /// One consumer on one group's faces stream.
-pub struct Worker {
+pub struct RecognitionWorker {
     pub bus: Bus,
     pub group: String,
     pub consumer: String,
@@ -74,39 +113,43 @@ pub struct Worker {
     pub stats: Arc<WorkerStats>,
 }
 
-/// Backoff after a Redis error: doubles from 100 ms up to 10 s, with full jitter.
-fn backoff(attempt: u32) -> Duration {
-    let cap = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
-    Duration::from_millis(rand::random_range(cap / 2..=cap))
-}
-
-impl Worker {
-    /// Runs until `token` is cancelled, reconnecting after any Redis error. On the way out it
+impl RecognitionWorker {
+    /// Runs until `token` is cancelled, backing off and reconnecting after a retryable error.
+    /// Returns a fatal error (the caller reports it on `/ready`); either way, on the way out it
     /// removes its consumer from the group if nothing is pending for it.
-    pub async fn run(self, token: CancellationToken) {
-        let mut attempt = 0;
+    pub async fn run(self, token: CancellationToken) -> Result<(), WorkerError> {
+        let mut backoff = Backoff::new(BackoffPolicy::redis());
+        let mut outcome = Ok(());
         while !token.is_cancelled() {
             let started = Instant::now();
             match self.run_once(&token).await {
                 Ok(()) => break,
-                Err(err) => {
+                Err(err) if err.is_retryable() => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    // A healthy minute resets the backoff.
-                    attempt = if started.elapsed() > Duration::from_secs(60) { 0 } else { attempt + 1 };
-                    let wait = backoff(attempt);
-                    warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "Worker lost Redis; retrying.");
+                    if started.elapsed() >= backoff.policy().healthy_after {
+                        backoff.reset();
+                    }
+                    let wait = backoff.next_random();
+                    warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "Worker session failed; retrying.");
                     tokio::select! {
                         _ = token.cancelled() => break,
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
+                Err(err) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %err, "Worker stopped: this needs the operator.");
+                    outcome = Err(err);
+                    break;
+                }
             }
         }
         self.leave().await;
+        outcome
     }
 
     /// One connected session: ensure the group, then read batches until cancelled.
-    async fn run_once(&self, token: &CancellationToken) -> Result<(), BusError> {
+    async fn run_once(&self, token: &CancellationToken) -> Result<(), WorkerError> {
         let key = self.bus.keys().faces(&self.group);
         // The blocking read gets a connection of its own, so it does not hold up the
         // SET/XACK/XADD traffic of this or other workers on the shared one.
@@ -181,7 +224,12 @@ impl Worker {
 
     /// Recognises a batch and acks it. `redelivered` entries have their delivery counts
     /// checked first: one delivered too often goes to the dead letters.
-    async fn process(&self, key: &str, entries: Vec<StreamEntry>, redelivered: bool) -> Result<(), BusError> {
+    async fn process(
+        &self,
+        key: &str,
+        entries: Vec<StreamEntry>,
+        redelivered: bool,
+    ) -> Result<(), WorkerError> {
         let mut conn = self.bus.group(&self.group);
         let counts = if redelivered {
             let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
@@ -210,55 +258,35 @@ impl Worker {
             .gallery
             .current(&mut shared, self.bus.keys())
             .await
-            .map_err(|e| BusError::Config(format!("loading the gallery: {e}")))?;
+            .map_err(|e| WorkerError::from_gallery(&shared, e))?;
         let crops: Vec<RgbImage> = good.iter().map(|(_, _, c)| c.clone()).collect();
         let started = Instant::now();
         let embedded = self.embed.embed(crops).await;
         self.stats.latency.observe(Stage::Embed, started.elapsed());
-        let embeddings = match embedded {
-            Ok(e) => e,
-            Err(err) => {
-                // Left pending: redelivered later, dead-lettered after max_deliveries.
-                warn!(error = %err, "Embedding failed; the batch stays pending.");
-                return Ok(());
-            }
-        };
+        // Left pending on failure: another worker (or this one, restarted) recognises them.
+        let embeddings = embedded.map_err(|e| WorkerError::Embed(e.to_string()))?;
+        let finisher =
+            Finisher::new(self.bus.clone(), self.settings.cache_ttl_secs, self.settings.events_maxlen);
+        let model = self.embed.model_id();
         let mut ids = Vec::with_capacity(good.len());
         for ((entry, face, _), embedding) in good.iter().zip(&embeddings) {
             let started = Instant::now();
-            let m = matcher.best(embedding).map_err(|e| BusError::Config(format!("matching: {e}")))?;
+            let m = matcher.best(embedding)?;
             self.stats.latency.observe(Stage::Match, started.elapsed());
             let score = if m.score.is_finite() { m.score } else { 0.0 };
-            let counter = if m.person.is_some() { &self.stats.known } else { &self.stats.unknown };
-            counter.fetch_add(1, Ordering::Relaxed);
             let (person_id, name) = m.person.unzip();
-            let result = CachedResult {
-                schema: RESULT_SCHEMA,
-                model: self.embed.model_id().to_owned(),
-                gallery_version: version,
-                ts: unix_millis(),
-                faces: vec![FaceResult { bbox: None, person_id, name, score, rejected: None }],
-            };
-            let image_key = self.bus.keys().image(&face.md5);
-            let started = Instant::now();
-            cache::set_json(&mut conn, &image_key, &result, self.settings.cache_ttl_secs).await?;
-            self.stats.latency.observe(Stage::RedisSet, started.elapsed());
+            let known = person_id.is_some();
+            let result = CachedResult::for_crop(
+                model,
+                version,
+                FaceResult { bbox: None, person_id, name, score, rejected: None },
+            );
             // Stream ids are unique per stream only; the group makes them unique everywhere.
             let event_id = format!("{}:{}", self.group, entry.id);
-            let event = event_for(&event_id, face, &result.faces[0], &result.model, false);
-            let payload = serde_json::to_vec(&event).expect("an Event serialises");
-            let keys = self.bus.keys();
-            let started = Instant::now();
-            events::publish(
-                &mut shared,
-                keys.events_channel(),
-                keys.events_stream(),
-                self.settings.events_maxlen,
-                &payload,
-            )
-            .await?;
-            self.stats.latency.observe(Stage::RedisPublish, started.elapsed());
-            self.stats.latency.observe_time_to_name(face.capture_ts);
+            let event = face_event(&event_id, face, &result.faces[0], model, false);
+            finisher.finish(&mut conn, face, &result, &event, &self.stats.latency).await?;
+            let counter = if known { &self.stats.known } else { &self.stats.unknown };
+            counter.fetch_add(1, Ordering::Relaxed);
             debug!(id = %entry.id, camera = %face.camera, person = ?event.person, score, "Recognised.");
             ids.push(entry.id.as_str());
         }
@@ -273,7 +301,7 @@ impl Worker {
         if entry.fields.is_empty() {
             return Err("entry was trimmed from the stream before it was recognised".into());
         }
-        let face = FaceEntry::from_fields(&entry.fields).map_err(|e| e.to_string())?;
+        let face = crate::recognition::read_entry(&entry.fields).map_err(|e| e.to_string())?;
         let size = self.embed.input_size();
         if face.crop_size != size {
             return Err(format!("crop_size is {}, this recogniser takes {size}", face.crop_size));
@@ -318,28 +346,5 @@ impl Worker {
             Ok(n) => info!(pending = n, "Leaving the consumer in place: entries are still pending for it."),
             Err(err) => warn!(error = %err, "Could not check pending entries on shutdown."),
         }
-    }
-}
-
-/// The event for one recognised (or cached) face.
-pub fn event_for(id: &str, face: &FaceEntry, result: &FaceResult, model: &str, cached: bool) -> Event {
-    let person = match (&result.person_id, &result.name) {
-        (Some(id), Some(name)) => Some(PersonRef { id: id.clone(), name: name.clone() }),
-        _ => None,
-    };
-    Event {
-        schema: EVENT_SCHEMA,
-        id: id.to_owned(),
-        camera: face.camera.clone(),
-        group: face.group.clone(),
-        capture_ts: face.capture_ts,
-        event_ts: unix_millis(),
-        frame: face.frame,
-        md5: face.md5.clone(),
-        person,
-        score: result.score,
-        bbox: face.bbox,
-        cached,
-        model: model.to_owned(),
     }
 }

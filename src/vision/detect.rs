@@ -3,7 +3,7 @@
 //! The model takes a fixed `[1, 3, 640, 640]` BGR tensor of raw 0..255 values, so every frame is
 //! letterboxed (see [`super::letterbox`]). It is anchor-free: each of the three strides (8, 16, 32)
 //! predicts one face per grid cell, decoded as in OpenCV's `FaceDetectorYN` (the formula is in
-//! `models/PROVENANCE.md`), then greedy NMS, then back to the frame's pixels.
+//! `models/README.md`), then greedy NMS, then back to the frame's pixels.
 
 use std::path::PathBuf;
 

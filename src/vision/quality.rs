@@ -9,6 +9,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::detect::Detection;
+use crate::instrument::RejectReason;
 
 /// The `[quality]` table of `cameras.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,13 +65,18 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The bounded reason, without the value (the metric label).
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            Rejection::TooSmall { .. } => RejectReason::TooSmall,
+            Rejection::LowScore { .. } => RejectReason::LowScore,
+            Rejection::Blurry { .. } => RejectReason::Blurry,
+        }
+    }
+
     /// A stable, bounded label for metrics and logs.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Rejection::TooSmall { .. } => "too_small",
-            Rejection::LowScore { .. } => "low_score",
-            Rejection::Blurry { .. } => "blurry",
-        }
+        self.reason().as_str()
     }
 }
 

@@ -5,11 +5,12 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use image::RgbImage;
+use redeye::recognition::content_key;
 use redeye::vision::{
     Detector, DetectorSpec, Embedder, OnnxEmbedder, RecognizerSpec, Runtime, SessionOptions, YuNet,
     align_face,
 };
-use redeye::wire::{FaceEntry, md5_hex};
+use redeye::wire::FaceEntry;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -111,10 +112,10 @@ pub fn jpeg(img: &RgbImage) -> Vec<u8> {
 /// The faces stream entry ingest would write for `crop`.
 pub fn entry(crop: &Crop, camera: &str, group: &str, frame: u64) -> FaceEntry {
     FaceEntry {
-        md5: md5_hex(&crop.jpeg),
+        md5: content_key(&crop.jpeg),
         camera: camera.to_owned(),
         group: group.to_owned(),
-        capture_ts: redeye::recognize::result::unix_millis(),
+        capture_ts: redeye::instrument::unix_millis(),
         frame,
         bbox: redeye::vision::BBox { x: 10.0, y: 20.0, w: 100.0, h: 120.0 },
         score: 0.9,

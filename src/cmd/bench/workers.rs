@@ -15,15 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, Credentials, Keys, Topology, consumer_name, events, streams};
 use crate::camera::encode_jpeg;
+use crate::instrument::unix_millis;
+use crate::recognition::content_key;
 use crate::recognize::embed_service::EmbedService;
 use crate::recognize::gallery::LiveGallery;
-use crate::recognize::result::unix_millis;
-use crate::recognize::worker::{Settings, Worker, WorkerStats};
+use crate::recognize::worker::{RecognitionWorker, Settings, WorkerStats};
 use crate::vision::{
     ARCFACE_TEMPLATE, BBox, Detector, DetectorSpec, Embedder, ImageLimits, OnnxEmbedder, RecognizerSpec,
     Runtime, SessionOptions, YuNet, align_face, decode_image_file,
 };
-use crate::wire::{Event, FaceEntry, md5_hex};
+use crate::wire::{Event, FaceEntry};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkersArgs {
@@ -122,7 +123,7 @@ async fn scaling(
         for w in 0..workers {
             let embedder = OnnxEmbedder::load(rt, RecognizerSpec::default(), &opts)?;
             let embed = EmbedService::spawn(&format!("scale-{w}"), Box::new(embedder))?;
-            let worker = Worker {
+            let worker = RecognitionWorker {
                 bus: bus.clone(),
                 group: group.clone(),
                 consumer: consumer_name(),
@@ -225,7 +226,7 @@ fn entry(jpeg: &[u8], frame: u64) -> FaceEntry {
 
 fn entry_in(group: &str, jpeg: &[u8], frame: u64) -> FaceEntry {
     FaceEntry {
-        md5: md5_hex(jpeg),
+        md5: content_key(jpeg),
         camera: "bench".into(),
         group: group.into(),
         capture_ts: unix_millis(),
@@ -265,7 +266,7 @@ async fn through_worker(
     let before = command_calls(bus).await?;
     let token = CancellationToken::new();
     let settings = settings(args.batch);
-    let worker = Worker {
+    let worker = RecognitionWorker {
         bus: bus.clone(),
         group: "bench".into(),
         consumer: consumer_name(),

@@ -1,14 +1,16 @@
-//! Reconnect delays: exponential backoff with full jitter, capped, reset after a healthy session.
+//! Retry delays for every long-running loop (camera sessions, the ingest hand-off, recognition
+//! workers): exponential backoff with full jitter, capped, reset after a healthy period.
 //!
 //! Full jitter (a uniform delay between zero and the exponential ceiling, as in the AWS
-//! architecture blog's "Exponential Backoff and Jitter") spreads the reconnects of many cameras
-//! that failed together (a switch reboot, a NVR restart) instead of having them retry in lockstep.
+//! architecture blog's "Exponential Backoff and Jitter") spreads the retries of many cameras or
+//! workers that failed together (a switch reboot, a Redis failover) instead of having them
+//! retry in lockstep.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-/// The backoff policy of a camera.
+/// A backoff policy. The default is a camera's; [`BackoffPolicy::redis`] is the Redis loops'.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackoffPolicy {
     /// Ceiling of the first delay (default 1 s).
@@ -17,6 +19,18 @@ pub struct BackoffPolicy {
     pub max: Duration,
     /// A session that delivered frames for this long resets the backoff (default 30 s).
     pub healthy_after: Duration,
+}
+
+impl BackoffPolicy {
+    /// For a loop that talks to Redis (ingest hand-off, workers): from 100 ms up to 10 s,
+    /// reset after a healthy minute.
+    pub fn redis() -> BackoffPolicy {
+        BackoffPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            healthy_after: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for BackoffPolicy {
@@ -29,7 +43,7 @@ impl Default for BackoffPolicy {
     }
 }
 
-/// The state of one camera's backoff.
+/// The state of one loop's backoff.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: BackoffPolicy,
@@ -63,6 +77,11 @@ impl Backoff {
         self.failures = self.failures.saturating_add(1);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(rng.random_range(0..=nanos))
+    }
+
+    /// [`Backoff::next_delay`] with the thread's random generator.
+    pub fn next_random(&mut self) -> Duration {
+        self.next_delay(&mut rand::rng())
     }
 
     /// Back to the first ceiling, after a healthy session.

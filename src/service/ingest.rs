@@ -1,0 +1,84 @@
+//! The ingest role: the cameras and detection threads of some groups, and the Redis hand-off
+//! they feed.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::SHUTDOWN_GRACE;
+use crate::app;
+use crate::bus::Bus;
+use crate::camera::{self, GroupIngest, GroupOptions, GroupSpec};
+use crate::config::Config;
+use crate::health::Health;
+use crate::ingest::RedisSink;
+use crate::metrics::Metrics;
+use crate::vision::{QualityGate, Runtime};
+
+/// The running ingest of some groups.
+pub struct Ingest {
+    pub groups: Vec<GroupIngest>,
+    pub sink: Arc<RedisSink>,
+}
+
+impl Ingest {
+    /// Exports every camera's, detection pool's and the sink's counters and latencies.
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        for group in &self.groups {
+            metrics.add_group_ingest(group);
+        }
+        metrics.add_sink(self.sink.stats().clone());
+    }
+
+    /// The names of the running groups.
+    pub fn group_names(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.name().to_owned()).collect()
+    }
+}
+
+/// Starts the cameras and detection threads of the `names` groups (all when empty).
+pub fn start(
+    config: &Config,
+    bus: &Bus,
+    names: &[String],
+    health: &Arc<Health>,
+    token: &CancellationToken,
+) -> anyhow::Result<Ingest> {
+    let crop = camera::CROP_SIZE;
+    anyhow::ensure!(
+        config.recognizer.input_size == crop,
+        "the recognizer takes {0}x{0} crops, ingest aligns faces to {crop}x{crop} (the ArcFace template)",
+        config.recognizer.input_size
+    );
+    let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
+    // Detection threads run beside the decode threads and the workers: one ONNX Runtime thread
+    // each, and more detection threads per group where `detect_threads` asks for them.
+    let opts = crate::vision::SessionOptions { intra_threads: 1, ..Default::default() };
+    let sink = Arc::new(RedisSink::new(bus.clone(), config, health.clone(), token.clone()));
+    let mut groups = Vec::new();
+    for group in app::select_groups(config, names)? {
+        let spec = GroupSpec::from_config(group, config).with_context(|| format!("group {}", group.name))?;
+        let detectors = camera::yunet_detectors(runtime, &config.detector, &opts, group.detect_threads)?;
+        let cameras = spec.cameras.len();
+        let ingest = GroupIngest::start(
+            spec,
+            GroupOptions::default(),
+            detectors,
+            QualityGate::new(config.quality.clone()),
+            sink.clone(),
+            token,
+        )?;
+        tracing::info!(group = %group.name, cameras, "Ingest started.");
+        groups.push(ingest);
+    }
+    Ok(Ingest { groups, sink })
+}
+
+/// After the token is cancelled: waits for cameras (TEARDOWN) and detection, within the grace.
+pub async fn stop(ingest: Ingest) {
+    let joins = futures::future::join_all(ingest.groups.into_iter().map(GroupIngest::join));
+    if tokio::time::timeout(SHUTDOWN_GRACE, joins).await.is_err() {
+        tracing::warn!("Ingest did not stop within the grace period.");
+    }
+}
