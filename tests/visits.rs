@@ -115,6 +115,7 @@ on_single_and_cluster!(
     left_once_when_ended_before_last_fold,
     left_once_when_ended_after_last_fold,
     failed_shots_still_leave,
+    end_and_last_fold_race,
     no_record_is_not_recreated,
 );
 
@@ -207,11 +208,12 @@ async fn fold_is_idempotent_per_shot(f: Fixture) {
     assert_eq!(event, VisitEvent::from_announcement(arrived));
     assert_eq!(event.id, format!("{}:arrived", track.track));
 
-    // Another shot of the same person: counted, nothing new to announce.
+    // Another shot of the same person: counted, nothing new to announce; the TTL is refreshed.
+    let _: () = redis::cmd("EXPIRE").arg(&track.key).arg(5).query_async(&mut f.conn()).await.unwrap();
     let other = fold(&f, &track, &vote(&ids[1], Some(&ada), 0.7), &policy).await;
     assert_eq!((other.status, other.announcements.len()), (FoldStatus::Done, 0));
     assert_eq!(f.hget(&track, "vote:p:ada").await.as_deref(), Some("1500"));
-    f.assert_expires(&track).await;
+    assert!(f.ttl(&track.key).await > 5, "every write refreshes the TTL");
 }
 
 async fn concurrent_folds_arrive_once(f: Fixture) {
@@ -411,6 +413,28 @@ async fn failed_shots_still_leave(f: Fixture) {
     let left = only(&failed);
     assert_eq!((left.kind, left.decided, left.person.as_ref()), (VisitKind::Left, true, Some(&ada)));
     assert_eq!(left.shots, Some(2));
+}
+
+async fn end_and_last_fold_race(f: Fixture) {
+    // Ingest ends the track while a worker folds its last shot, on separate connections:
+    // whichever runs second announces `left`, and only one of them does.
+    let (ada, policy) = (person("ada"), VotePolicy::default());
+    for n in 0..20 {
+        let track = f.track(100 + n);
+        let ids = f.send(&track, 2).await;
+        fold(&f, &track, &vote(&ids[0], Some(&ada), 0.9), &policy).await;
+        let (mut ingest, mut worker) =
+            (f.bus.open_group(GROUP).await.unwrap(), f.bus.open_group(GROUP).await.unwrap());
+        let end = visit::end_track(&mut ingest, &track, FIRST_SEEN + 1_000, 9, FIRST_SEEN + 2_000, TTL);
+        let last = vote(&ids[1], Some(&ada), 0.9);
+        let last = visit::fold(&mut worker, &track, &last, &policy, FIRST_SEEN + 2_000, TTL);
+        let (ended, folded) = tokio::join!(end, last);
+        let lefts = [ended.unwrap(), folded.unwrap()]
+            .iter()
+            .flat_map(|f| f.announcements.iter().filter(|a| a.kind == VisitKind::Left).cloned())
+            .count();
+        assert_eq!(lefts, 1, "track {n}");
+    }
 }
 
 async fn no_record_is_not_recreated(f: Fixture) {
