@@ -11,6 +11,8 @@
 //!   embedding (SFace by default; any recogniser described by data).
 //! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
 //! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.
+//! - [`visit`]: face tracks as visits: the track record in Redis (shots sent and folded, the
+//!   weighted vote, one decision) and the `arrived` / `updated` / `left` events (schema 2).
 //! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
 //! - [`metrics`]: every Prometheus family, registered on the process's registry; the Redis
 //!   poller for stream length, lag and pending.
@@ -34,4 +36,5 @@ pub mod recognize;
 pub mod service;
 pub mod telemetry;
 pub mod vision;
+pub mod visit;
 pub mod wire;

@@ -54,6 +54,13 @@ impl Keys {
         format!("{}:{{{group}}}:dead", self.prefix)
     }
 
+    /// `<prefix>:{<group>}:track:<track_id>`: the record of one face track (a small hash with a
+    /// TTL: shots sent and folded, the weighted vote, the decided identity, what was announced).
+    /// It shares the faces stream's hash tag, so one script can touch both in a Cluster.
+    pub fn track(&self, group: &str, track_id: &str) -> String {
+        format!("{}:{{{group}}}:track:{track_id}", self.prefix)
+    }
+
     /// `<image_prefix>:<md5>`: the cached recognition result of one crop (JSON, with a TTL).
     /// The seed article's key; it carries no hash tag, so results spread over a Cluster.
     pub fn image(&self, md5_hex: &str) -> String {
@@ -121,6 +128,7 @@ mod tests {
         let keys = Keys::new("redeye", "image", "redeye:events");
         assert_eq!(keys.faces("lobby"), "redeye:{lobby}:faces");
         assert_eq!(keys.dead("lobby"), "redeye:{lobby}:dead");
+        assert_eq!(keys.track("lobby", "door:1700000000000:3"), "redeye:{lobby}:track:door:1700000000000:3");
         assert_eq!(keys.image("abc"), "image:abc");
         assert_eq!(keys.people(), "redeye:{gallery}:people");
         assert_eq!(keys.embeddings("p1"), "redeye:{gallery}:emb:p1");

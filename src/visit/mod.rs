@@ -1,0 +1,78 @@
+//! Visits: each face track's identity, decided once in Redis, and its `arrived` / `updated` /
+//! `left` events (schema 2).
+//!
+//! Ingest tracks faces per camera and sends a few shots per track ([`send_shot`]); any worker
+//! may recognise any shot and folds its result into the track record ([`fold`]), a small hash
+//! `<prefix>:{<group>}:track:<track>` with a TTL refreshed on every write. The record holds the
+//! weighted vote ([`VotePolicy`]) and decides; since every change is one Lua script, two workers
+//! finishing shots of one track at once are serialised and only one of them gets `arrived`.
+//!
+//! Exactly-once decisions, at-least-once events:
+//! - A fold is idempotent per shot (the faces stream entry id): a redelivered shot votes once,
+//!   and its fold returns the announcements the first fold made, each with `published`.
+//! - The worker publishes an announcement ([`publish`]: XADD to the events stream, PUBLISH,
+//!   then [`mark_published`]) before it acks the shot. If it dies after publishing and before
+//!   marking, the redelivered shot publishes again under the same event id: subscribers drop
+//!   the duplicate. That window is one round trip.
+//! - `left` comes from whichever call completes the track: [`end_track`] when every shot is
+//!   already folded, else the fold (or [`fold_failed`]) of the last outstanding shot.
+//!
+//! Not covered: a `left` returned to an ingest that dies before publishing it is only published
+//! if `end_track` is called again (it is idempotent); a shot trimmed from the faces stream
+//! before a worker read it names no track, so its track never completes and never gets `left`
+//! (its record expires with the TTL).
+
+pub mod event;
+mod record;
+
+pub use event::{AnyEvent, VISIT_SCHEMA, VisitEvent, VisitKind};
+pub use record::{
+    Announcement, FIRST_SEEN_FIELD, FoldStatus, Folded, NewShot, ShotVote, TRACK_FIELD, TrackKey, VotePolicy,
+    end_track, fold, fold_failed, mark_published, send_shot,
+};
+
+use crate::bus::{BusError, Keys, RedisConn, StreamEntry, events};
+
+/// Publishes `announcement` as a [`VisitEvent`] (events stream, then channel, on `shared`)
+/// and marks it published in its track record (on `group_conn`). Returns the events stream id.
+pub async fn publish(
+    shared: &mut RedisConn,
+    group_conn: &mut RedisConn,
+    keys: &Keys,
+    announcement: &Announcement,
+    events_maxlen: u64,
+    ttl_secs: u64,
+) -> Result<String, BusError> {
+    let event = VisitEvent::from_announcement(announcement);
+    let payload = serde_json::to_vec(&event).expect("a VisitEvent serialises");
+    let id =
+        events::publish(shared, keys.events_channel(), keys.events_stream(), events_maxlen, &payload).await?;
+    let track = TrackKey::new(keys, &announcement.group, &announcement.track);
+    mark_published(group_conn, &track, &announcement.name, ttl_secs).await?;
+    Ok(id)
+}
+
+/// [`publish`]es every announcement of `folded` not yet published, in order. Returns how many.
+pub async fn publish_unpublished(
+    shared: &mut RedisConn,
+    group_conn: &mut RedisConn,
+    keys: &Keys,
+    folded: &Folded,
+    events_maxlen: u64,
+    ttl_secs: u64,
+) -> Result<usize, BusError> {
+    let mut n = 0;
+    for a in folded.announcements.iter().filter(|a| !a.published) {
+        publish(shared, group_conn, keys, a, events_maxlen, ttl_secs).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The track id and first sighting of a faces stream entry sent by [`send_shot`]; `None` for an
+/// entry without them (a crop sent without tracking, or trimmed away).
+pub fn shot_track(entry: &StreamEntry) -> Option<(&str, u64)> {
+    let track = entry.get_str(TRACK_FIELD).filter(|t| !t.is_empty())?;
+    let first_seen = entry.get_str(FIRST_SEEN_FIELD)?.parse().ok()?;
+    Some((track, first_seen))
+}
