@@ -9,33 +9,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::record::Announcement;
+pub use super::record::VisitKind;
 use crate::vision::BBox;
 use crate::wire::{Event, PersonRef};
 
 /// Version of the visit event JSON.
 pub const VISIT_SCHEMA: u32 = 2;
-
-/// What happened to the track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VisitKind {
-    /// The track's identity was decided for the first time.
-    Arrived,
-    /// The decided identity changed (unknown to a person, or one person to another).
-    Updated,
-    /// The track ended and every shot of it was folded.
-    Left,
-}
-
-impl VisitKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VisitKind::Arrived => "arrived",
-            VisitKind::Updated => "updated",
-            VisitKind::Left => "left",
-        }
-    }
-}
 
 /// One visit event. Absent fields are left out of the JSON, except `person`, which is `null`
 /// for an unknown (or, on `left`, undecided) face.

@@ -9,12 +9,33 @@
 use std::sync::LazyLock;
 
 use redis::{Script, Value};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::event::VisitKind;
 use crate::bus::{BusError, Keys, RedisConn};
 use crate::vision::BBox;
 use crate::wire::PersonRef;
+
+/// What happened to the track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VisitKind {
+    /// The track's identity was decided for the first time.
+    Arrived,
+    /// The decided identity changed (unknown to a person, or one person to another).
+    Updated,
+    /// The track ended and every shot of it was folded.
+    Left,
+}
+
+impl VisitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitKind::Arrived => "arrived",
+            VisitKind::Updated => "updated",
+            VisitKind::Left => "left",
+        }
+    }
+}
 
 /// The faces stream field naming the shot's track.
 pub const TRACK_FIELD: &str = "track";
