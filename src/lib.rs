@@ -10,6 +10,8 @@
 //! - [`vision`]: ONNX Runtime loading, YuNet detection, the quality gate, 5-point alignment,
 //!   embedding (SFace by default; any recogniser described by data).
 //! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
+//! - [`track`]: visits: the per-camera SORT-style face tracker, face quality, and the best-shot
+//!   policy that sends only a track's best crops.
 //! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.
 //! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
 //! - [`metrics`]: every Prometheus family, registered on the process's registry; the Redis
@@ -28,5 +30,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod recognize;
 pub mod telemetry;
+pub mod track;
 pub mod vision;
 pub mod wire;
