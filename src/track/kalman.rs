@@ -118,7 +118,8 @@ impl BoxFilter {
     }
 
     /// The current size estimate, `sqrt(w h)` in pixels.
-    pub(super) fn size(&self) -> f64 {
+    #[cfg(test)]
+    fn size(&self) -> f64 {
         self.size.x
     }
 }
