@@ -8,7 +8,7 @@
 //! score     = the detector score
 //! frontal   = yaw * pitch * (1 - 0.5 roll)
 //! yaw       = 1 - |nose offset from the eye-mouth midline| / (0.6 eye distance)
-//! pitch     = 1 - |nose position between eye line and mouth line - 0.5| / 0.4
+//! pitch     = 1 - max(0, |nose position between eye line and mouth line - 0.55| - 0.1) / 0.3
 //! roll      = |eye-line angle| / 45 degrees
 //! ```
 //! (each term clamped to [0, 1]). Why this shape:
@@ -21,7 +21,11 @@
 //! - Yaw: the nose tip stands about 0.6 eye distances in front of the eyes, so its sideways
 //!   offset from the eye-mouth midline is about 0.6 tan(yaw) eye distances: 0.35 at 30 degrees,
 //!   0.6 (quality 0) at 45 degrees. Roll is corrected by alignment, so it costs at most half;
-//!   pitch only counts when the nose nearly reaches the eye or mouth line.
+//!   pitch only counts when the nose nears the eye or mouth line. On the 29 faces of the golden
+//!   test photos (near-frontal portraits, `tests/fixtures/golden`) YuNet puts the nose tip 0.51 to
+//!   0.63 of the way from the eye line to the mouth line (the ArcFace template: 0.50), hence the
+//!   flat band 0.45-0.65, and 0.00 to 0.20 eye distances off the midline; their frontalness
+//!   is 0.63 to 1.0, median 0.84. The yaw scale is geometry, not yet measured on turned faces.
 //! - The score is YuNet's confidence: 0.71-0.96 on real faces, so it separates little and weighs
 //!   least.
 
@@ -35,6 +39,11 @@ const SHARP_FLOOR: f32 = 25.0;
 const SHARP_FULL: f32 = 500.0;
 /// Nose offset from the midline, in eye distances, at which yaw quality reaches 0 (about 45°).
 const YAW_ZERO: f32 = 0.6;
+/// Where the nose tip sits between the eye line (0) and the mouth line (1) on frontal faces, the
+/// band around it that costs nothing, and how much further it may go before pitch quality is 0.
+const PITCH_CENTRE: f32 = 0.55;
+const PITCH_FLAT: f32 = 0.1;
+const PITCH_SLOPE: f32 = 0.3;
 /// Eye-line roll, in degrees, that costs the most (half the frontal term).
 const ROLL_ZERO_DEG: f32 = 45.0;
 
@@ -66,7 +75,7 @@ pub fn frontalness(lm: &[[f32; 2]; 5]) -> f32 {
     let offset = (axis[0] * to_nose[1] - axis[1] * to_nose[0]).abs() / axis_len;
     let along = (axis[0] * to_nose[0] + axis[1] * to_nose[1]) / (axis_len * axis_len);
     let yaw = unit(1.0 - offset / (YAW_ZERO * eye_dist));
-    let pitch = unit(1.0 - (along - 0.5).abs() / 0.4);
+    let pitch = unit(1.0 - ((along - PITCH_CENTRE).abs() - PITCH_FLAT).max(0.0) / PITCH_SLOPE);
     let roll_deg = eye_vec[1].atan2(eye_vec[0]).to_degrees().abs();
     let roll = unit(roll_deg / ROLL_ZERO_DEG);
     unit(yaw * pitch * (1.0 - 0.5 * roll))
@@ -136,6 +145,20 @@ mod tests {
         let r = frontalness(&rolled);
         assert!(r > 0.6 && r < 0.75, "30 degrees of roll: {r}");
         assert!(frontalness(&turned(f, 0.35).landmarks) < r);
+    }
+
+    #[test]
+    fn pitch_counts_only_far_from_the_usual_nose_position() {
+        let f = face(112.0, 500.0, 0.9);
+        let with_nose_at = |frac: f32| {
+            let mut lm = f.landmarks;
+            let (eye_y, mouth_y) = ((lm[0][1] + lm[1][1]) / 2.0, (lm[3][1] + lm[4][1]) / 2.0);
+            lm[2][1] = eye_y + frac * (mouth_y - eye_y);
+            frontalness(&lm)
+        };
+        assert!(with_nose_at(0.62) > 0.95, "{}", with_nose_at(0.62));
+        assert!(with_nose_at(0.8) < 0.7, "looking down: {}", with_nose_at(0.8));
+        assert!(with_nose_at(0.15) < 0.05, "nose on the eye line: {}", with_nose_at(0.15));
     }
 
     #[test]
