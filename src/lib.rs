@@ -10,6 +10,8 @@
 //! - [`vision`]: ONNX Runtime loading, YuNet detection, the quality gate, 5-point alignment,
 //!   embedding (SFace by default; any recogniser described by data).
 //! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
+//! - [`track`]: visits: the per-camera SORT-style face tracker, face quality, and the best-shot
+//!   policy that sends only a track's best crops.
 //! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.
 //! - [`visit`]: face tracks as visits: the track record in Redis (shots sent and folded, the
 //!   weighted vote, one decision) and the `arrived` / `updated` / `left` events (schema 2).
@@ -35,6 +37,7 @@ pub mod recognition;
 pub mod recognize;
 pub mod service;
 pub mod telemetry;
+pub mod track;
 pub mod vision;
 pub mod visit;
 pub mod wire;

@@ -202,6 +202,44 @@ fn missing_models_and_runtime_are_reported() {
 }
 
 #[test]
+fn bad_tracking_values_are_reported_with_their_lines() {
+    let body = r#"[tracking]
+min_hits = 0
+max_age_ms = 7200000
+iou = 1.5
+max_shots = 0
+quality_margin = nan
+[[group]]
+name = "g"
+[[group.camera]]
+name = "c"
+url = "rtsp://h/s"
+"#;
+    let got = problems(body);
+    let has = |line: usize, path: &str, message: &str| {
+        let line = HEADER_LINES + line;
+        assert!(
+            got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
+            "no problem {line}: {path}: ..{message}.. in {got:#?}"
+        );
+    };
+    has(2, "tracking.min_hits", "between 1 and 100");
+    has(3, "tracking.max_age_ms", "between 1 and 3600000");
+    has(4, "tracking.iou", "must be in (0, 1]");
+    has(5, "tracking.max_shots", "between 1 and 1000");
+    has(6, "tracking.quality_margin", "NaN");
+    assert_eq!(got.len(), 5, "{got:#?}");
+    // And a misspelt key in the table is reported like any other.
+    let got = problems(
+        "[tracking]\nmax_age = 100\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n",
+    );
+    assert!(
+        got.iter().any(|p| p.starts_with(&format!("{}: tracking.max_age: unknown key", HEADER_LINES + 2))),
+        "{got:#?}"
+    );
+}
+
+#[test]
 fn topologies_exclude_each_other_and_nodes_need_pinning() {
     let body = r#"[redis]
 url = "redis://127.0.0.1:6379"

@@ -51,6 +51,9 @@ pub struct Config {
     /// `[worker]`: how recognition workers read their streams.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// `[tracking]`: per-camera face tracks and which of their crops are sent.
+    #[serde(default)]
+    pub tracking: TrackingConfig,
     /// `[[group]]`: camera groups. Each group has its own faces stream (and, with named nodes,
     /// its own Redis node).
     #[serde(default, rename = "group")]
@@ -184,6 +187,41 @@ pub struct WorkerConfig {
     /// Worker tasks per process (default 1; each owns its inference sessions).
     #[serde(default = "default_workers")]
     pub workers: usize,
+}
+
+/// `[tracking]`: the per-camera face tracker and its best-shot policy (see [`crate::track`]).
+/// Times are capture-time milliseconds, not frame counts, because sampling rates differ per camera.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrackingConfig {
+    /// Track faces and send only each track's best shots (default true). When false, every
+    /// accepted face is sent, as before tracking existed.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Frames a track must be seen in before it is confirmed and may send a shot (default 2:
+    /// one stray detection never reaches recognition; at 2 fps this costs 0.5 s to first name).
+    #[serde(default = "default_min_hits")]
+    pub min_hits: u32,
+    /// A track unseen for longer than this ends, in ms (default 2000: four frames at 2 fps).
+    #[serde(default = "default_max_age_ms")]
+    pub max_age_ms: u64,
+    /// Minimum IoU between a track's predicted box and a detection to associate them
+    /// (default 0.3, SORT's).
+    #[serde(default = "default_iou")]
+    pub iou: f32,
+    /// Most shots one track sends to recognition (default 5).
+    #[serde(default = "default_max_shots")]
+    pub max_shots: u32,
+    /// Least time between two shots of one track, in ms (default 1000).
+    #[serde(default = "default_min_interval_ms")]
+    pub min_interval_ms: u64,
+    /// A later shot is sent only if its quality beats the best sent so far by this fraction
+    /// (default 0.15, i.e. 15% better).
+    #[serde(default = "default_quality_margin")]
+    pub quality_margin: f32,
+    /// A shot is sent anyway this long after the track's last one, in ms, so that a person
+    /// enrolled during the visit is recognised (default 10000).
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
 }
 
 /// `[[group]]`: a camera group.
@@ -383,6 +421,21 @@ impl Default for WorkerConfig {
     }
 }
 
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            enabled: true,
+            min_hits: default_min_hits(),
+            max_age_ms: default_max_age_ms(),
+            iou: default_iou(),
+            max_shots: default_max_shots(),
+            min_interval_ms: default_min_interval_ms(),
+            quality_margin: default_quality_margin(),
+            refresh_ms: default_refresh_ms(),
+        }
+    }
+}
+
 /// The default single-node URL when the file names no topology.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -427,6 +480,27 @@ fn default_max_deliveries() -> u64 {
 }
 fn default_workers() -> usize {
     1
+}
+fn default_min_hits() -> u32 {
+    2
+}
+fn default_max_age_ms() -> u64 {
+    2_000
+}
+fn default_iou() -> f32 {
+    0.3
+}
+fn default_max_shots() -> u32 {
+    5
+}
+fn default_min_interval_ms() -> u64 {
+    1_000
+}
+fn default_quality_margin() -> f32 {
+    0.15
+}
+fn default_refresh_ms() -> u64 {
+    10_000
 }
 fn default_detect_threads() -> usize {
     1

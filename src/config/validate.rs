@@ -11,6 +11,9 @@ use super::{CameraConfig, Config, Problem, Seg};
 /// Accepted range of a camera's sampling rate, frames per second.
 pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
 
+/// Longest accepted `[tracking]` time, ms: an hour-long track or refresh is a typo, not a visit.
+pub const MAX_TRACKING_MS: u64 = 3_600_000;
+
 /// Collects problems under a growing path.
 struct Checker<'a> {
     config: &'a Config,
@@ -46,6 +49,7 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     c.groups();
     c.models();
     c.numbers();
+    c.tracking();
     c.problems
 }
 
@@ -339,6 +343,42 @@ impl Checker<'_> {
         ] {
             if value == 0 {
                 self.report(path!["worker", field], "must be at least 1");
+            }
+        }
+    }
+
+    fn tracking(&mut self) {
+        let t = &self.config.tracking;
+        let at = |field: &str| path!["tracking", field];
+        if !(1..=100).contains(&t.min_hits) {
+            self.report(at("min_hits"), format!("min_hits {} must be between 1 and 100", t.min_hits));
+        }
+        if !(1..=1000).contains(&t.max_shots) {
+            self.report(at("max_shots"), format!("max_shots {} must be between 1 and 1000", t.max_shots));
+        }
+        // (0, 1] is no Range; written out, NaN fails both comparisons and is reported too.
+        if !(t.iou > 0.0 && t.iou <= 1.0) {
+            self.report(at("iou"), format!("iou {} must be in (0, 1]", t.iou));
+        }
+        if !(0.0..=10.0).contains(&t.quality_margin) {
+            self.report(
+                at("quality_margin"),
+                format!(
+                    "quality_margin {} must be between 0 and 10 (a fraction: 0.15 = 15%)",
+                    t.quality_margin
+                ),
+            );
+        }
+        for (field, value, min) in [
+            ("max_age_ms", t.max_age_ms, 1),
+            ("min_interval_ms", t.min_interval_ms, 0),
+            ("refresh_ms", t.refresh_ms, 1),
+        ] {
+            if !(min..=MAX_TRACKING_MS).contains(&value) {
+                self.report(
+                    at(field),
+                    format!("{field} {value} must be between {min} and {MAX_TRACKING_MS} (1 h)"),
+                );
             }
         }
     }
