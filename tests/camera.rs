@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -552,16 +552,12 @@ impl FaceSink for Collect {
     }
 }
 
-fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
 /// Real frames through real YuNet: aligned 112x112 crops, JPEG bytes whose MD5 is the key.
 #[test]
 fn faces_come_out_of_the_detection_stage() {
     let clip = clips::clip(&clips::vga());
     let server = RtspServer::start(&[("vga", &clip)]);
-    let model = models_dir().join("face_detection_yunet_2023mar.onnx");
+    let model = support::repo().join("models").join("face_detection_yunet_2023mar.onnx");
     assert!(model.is_file(), "{} is missing: run make setup", model.display());
     let rt = Runtime::init(None).unwrap_or_else(|e| panic!("{e}"));
     let detectors = yunet_detectors(

@@ -5,15 +5,18 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use redeye::bus::{Bus, Credentials, Keys, Topology};
 use redeye::config::Config;
 use redeye::recognize::gallery;
 use redeye::wire::{Event, FaceEntry};
-use support::faces::{Crop, Faces, model_tables};
+use support::config::{Camera, Group, TestConfig};
+use support::faces::{Crop, Faces};
+use support::process::{Process, redeye_command};
 use support::redis::RedisServer;
+use support::wait_until;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,20 +25,15 @@ const PREFIX: &str = "wt";
 /// A config for groups `g1` and `g2` on `redis`, with short claim times so crash recovery is
 /// quick in a test.
 fn write_config(dir: &tempfile::TempDir, redis: &RedisServer) -> PathBuf {
-    let path = dir.path().join("cameras.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\ncache_ttl_secs = 600\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [worker]\nbatch = 8\nblock_ms = 200\nclaim_idle_ms = 1500\nmax_deliveries = 3\n{}\
-             [[group]]\nname = \"g1\"\n[[group.camera]]\nname = \"cam1\"\nurl = \"rtsp://127.0.0.1:1/a\"\n\
-             [[group]]\nname = \"g2\"\n[[group.camera]]\nname = \"cam2\"\nurl = \"rtsp://127.0.0.1:1/b\"\n",
-            redis.url(),
-            model_tables()
-        ),
-    )
-    .unwrap();
-    path
+    TestConfig::new(PREFIX)
+        .redis(redis)
+        .redis_key("cache_ttl_secs", 600)
+        .worker("batch", 8)
+        .worker("claim_idle_ms", 1500)
+        .worker("max_deliveries", 3)
+        .group(Group::new("g1").camera(Camera::unused("cam1")))
+        .group(Group::new("g2").camera(Camera::unused("cam2")))
+        .write(dir.path())
 }
 
 async fn bus(redis: &RedisServer) -> Bus {
@@ -72,15 +70,6 @@ fn dead_letters(redis: &RedisServer, group: &str) -> Vec<(String, String)> {
             (format!("{group}:{}", text("original_id")), text("reason"))
         })
         .collect()
-}
-
-/// Waits until `done` holds, failing with `what` after `limit`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Enrols each (name, photo) with the real embedder.
@@ -286,16 +275,9 @@ async fn a_worker_goes_on_after_redis_restarts_under_it() {
     stop(token, tracker).await;
 }
 
-/// `redeye recognize` as a separate process.
-fn worker_process(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_redeye"))
-        .args(["recognize", "-c"])
-        .arg(config)
-        .env("REDEYE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start redeye recognize")
+/// `redeye recognize` as a separate process, logging into `<dir>/<name>.log`.
+fn worker_process(dir: &tempfile::TempDir, name: &str, config: &std::path::Path) -> Process {
+    Process::redeye(dir.path(), name, config, &["recognize"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,8 +288,8 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     let bus = bus(&redis).await;
     let mut faces = Faces::load();
     enroll(&bus, &mut faces, &PEOPLE).await;
-    let mut victim = worker_process(&config_path);
-    let mut survivor = worker_process(&config_path);
+    let mut victim = worker_process(&dir, "victim", &config_path);
+    let mut survivor = worker_process(&dir, "survivor", &config_path);
     let mut ids = HashSet::new();
     for (i, (_, crop)) in probes(&mut faces, 10).iter().enumerate() {
         let group = if i % 2 == 0 { "g1" } else { "g2" };
@@ -315,9 +297,8 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     }
     // Kill one worker as soon as work is flowing: it dies holding a read, unacked batch.
     wait_until(Duration::from_secs(60), "the first events", || events(&redis).len() >= 5);
-    let victim_tag = format!("-{}-", victim.id());
-    victim.kill().unwrap(); // SIGKILL
-    victim.wait().unwrap();
+    let victim_tag = format!("-{}-", victim.pid());
+    victim.kill(); // SIGKILL
     // Its consumers hold read, unacked entries: the case recovery exists for.
     let mut held = 0;
     for g in ["g1", "g2"] {
@@ -342,8 +323,7 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     wait_until(Duration::from_secs(120), "every entry to end as an event or a dead letter", || {
         accounted() == ids
     });
-    survivor.kill().unwrap();
-    survivor.wait().unwrap();
+    survivor.kill();
     let events = events(&redis);
     let mut by_id: HashMap<&str, Vec<&Event>> = HashMap::new();
     for e in &events {
@@ -376,14 +356,7 @@ async fn subscribe_from_replays_then_follows_without_gap_or_duplicate() {
     wait_until(Duration::from_secs(60), "6 events", || events(&redis).len() == 6);
 
     let redeye = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_redeye"))
-            .arg("-c")
-            .arg(&config_path)
-            .arg("subscribe")
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap()
+        redeye_command(&config_path).arg("subscribe").args(args).stdout(Stdio::piped()).spawn().unwrap()
     };
     let mut replay = redeye(&["--from", "0", "--count", "9"]);
     let live = redeye(&["--camera", "cam2", "--count", "3"]);
