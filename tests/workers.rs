@@ -36,6 +36,29 @@ fn write_config(dir: &tempfile::TempDir, redis: &RedisServer) -> PathBuf {
         .write(dir.path())
 }
 
+/// What every test starts from.
+struct Setup {
+    redis: RedisServer,
+    /// Holds the config file; removed on drop.
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+    config: Config,
+    bus: Bus,
+    faces: Faces,
+}
+
+/// A Redis, the config for it, a bus on it, and the models with `people` enrolled.
+async fn setup(people: &[(&str, &str)]) -> Setup {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(&dir, &redis);
+    let config = Config::load(&config_path).unwrap();
+    let bus = bus(&redis).await;
+    let mut faces = Faces::load();
+    enroll(&bus, &mut faces, people).await;
+    Setup { redis, dir, config_path, config, bus, faces }
+}
+
 async fn bus(redis: &RedisServer) -> Bus {
     let keys = Keys::new(PREFIX, "image", &format!("{PREFIX}:events"));
     Bus::connect(Topology::Single { url: redis.url() }, Credentials::none(), keys).await.unwrap()
@@ -119,12 +142,7 @@ fn probes(faces: &mut Faces, per_photo: usize) -> Vec<(String, Crop)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_crops_over_two_groups_give_two_hundred_events_with_the_right_people() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::load(&write_config(&dir, &redis)).unwrap();
-    let bus = bus(&redis).await;
-    let mut faces = Faces::load();
-    enroll(&bus, &mut faces, &PEOPLE).await;
+    let Setup { redis, dir: _dir, config_path: _, config, bus, mut faces } = setup(&PEOPLE).await;
     let crops = probes(&mut faces, 34); // 6 photos x 34 = 204, we take 200
     let mut expected: HashMap<String, String> = HashMap::new();
     for (i, (who, crop)) in crops.iter().take(200).enumerate() {
@@ -162,12 +180,7 @@ async fn two_hundred_crops_over_two_groups_give_two_hundred_events_with_the_righ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recognised() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::load(&write_config(&dir, &redis)).unwrap();
-    let bus = bus(&redis).await;
-    let mut faces = Faces::load();
-    enroll(&bus, &mut faces, &PEOPLE[..1]).await;
+    let Setup { redis, dir: _dir, config_path: _, config, bus, mut faces } = setup(&PEOPLE[..1]).await;
     let good = faces.crops("obama2.jpg", 1).remove(0);
     let base = support::faces::entry(&good, "cam1", "g1", 1);
 
@@ -213,12 +226,7 @@ async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recog
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_enrolled_after_coming_back_unknown_is_recognised_next_time() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::load(&write_config(&dir, &redis)).unwrap();
-    let bus = bus(&redis).await;
-    let mut faces = Faces::load();
-    enroll(&bus, &mut faces, &PEOPLE).await;
+    let Setup { redis, dir: _dir, config_path: _, config, bus, mut faces } = setup(&PEOPLE).await;
     let crop = faces.crops("biden.jpg", 1).remove(0);
     let entry = support::faces::entry(&crop, "cam1", "g1", 1);
     let (token, tracker) = start_workers(&config, &bus);
@@ -246,11 +254,7 @@ async fn a_person_enrolled_after_coming_back_unknown_is_recognised_next_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_goes_on_after_redis_restarts_under_it() {
-    let mut redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::load(&write_config(&dir, &redis)).unwrap();
-    let bus = bus(&redis).await;
-    let mut faces = Faces::load();
+    let Setup { mut redis, dir: _dir, config_path: _, config, bus, mut faces } = setup(&[]).await;
     let crops = faces.crops("cage2_crop.jpg", 6);
     let (token, tracker) = start_workers(&config, &bus);
     for (i, c) in crops[..3].iter().enumerate() {
@@ -284,12 +288,7 @@ fn worker_process(dir: &tempfile::TempDir, name: &str, config: &std::path::Path)
 /// claims them, and every entry ends as an event; none is lost and none is dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_worker_process_loses_nothing() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = write_config(&dir, &redis);
-    let bus = bus(&redis).await;
-    let mut faces = Faces::load();
-    enroll(&bus, &mut faces, &PEOPLE).await;
+    let Setup { redis, dir, config_path, config: _, bus: _bus, mut faces } = setup(&PEOPLE).await;
     let mut victim = worker_process(&dir, "victim", &config_path);
     let mut survivor = worker_process(&dir, "survivor", &config_path);
     let mut ids = HashSet::new();
@@ -354,13 +353,7 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_from_replays_then_follows_without_gap_or_duplicate() {
     use std::io::{BufRead, BufReader};
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = write_config(&dir, &redis);
-    let config = Config::load(&config_path).unwrap();
-    let bus = bus(&redis).await;
-    let mut faces = Faces::load();
-    enroll(&bus, &mut faces, &PEOPLE[..2]).await;
+    let Setup { redis, dir: _dir, config_path, config, bus, mut faces } = setup(&PEOPLE[..2]).await;
     let crops = faces.crops("cage2_crop.jpg", 9);
     let (token, tracker) = start_workers(&config, &bus);
     for (i, c) in crops[..6].iter().enumerate() {

@@ -14,6 +14,7 @@ pub mod rtsp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// How often [`wait_until`] looks again.
@@ -31,6 +32,14 @@ pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 /// A loopback TCP port that was free a moment ago (the caller must tolerate losing a race for it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind an ephemeral port").port()
+}
+
+/// Kills `child` (SIGKILL: a crash, not a shutdown) and reaps it, if there is one.
+pub fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// The last `lines` lines of the text file at `path` (empty if it cannot be read).

@@ -93,10 +93,7 @@ impl Process {
 
     /// SIGKILL, and waits for the exit: a crash, with no chance to clean up.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill(&mut self.child);
     }
 
     /// SIGTERM, then a successful exit within `limit`; fails the test otherwise.

@@ -134,10 +134,7 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL: a crash, not a shutdown) and waits for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill(&mut self.child);
     }
 
     /// Starts the server again on the same port, with the same arguments and directory.

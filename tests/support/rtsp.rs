@@ -58,10 +58,7 @@ impl RtspServer {
 
     /// Kills the server (SIGKILL: clients see their connections reset, as when a camera dies).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill(&mut self.child);
     }
 
     /// Starts the server again on the same port with the same mounts.
