@@ -218,7 +218,10 @@ fn set_environment_variables_are_accepted_and_override_url_is_shown() {
     );
     let out = check_config(&path, &[("REDEYE_TEST_CONFIG_PW", "s3cret")]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = check_config(&path, &[("REDEYE_TEST_CONFIG_PW", "s3cret"), (REDIS_URL_ENV, "redis://127.0.0.1:7777")]);
+    let out = check_config(
+        &path,
+        &[("REDEYE_TEST_CONFIG_PW", "s3cret"), (REDIS_URL_ENV, "redis://127.0.0.1:7777")],
+    );
     let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("redis://127.0.0.1:7777 (from REDEYE_REDIS_URL"), "{text}");

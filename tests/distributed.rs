@@ -38,10 +38,7 @@ fn dead_key(group: &str) -> String {
 /// The tests' base config, with no topology yet: a short worker block time, a claim time longer
 /// than any test (nothing crashes here except Redis), the repository's models.
 fn config() -> TestConfig {
-    TestConfig::new(PREFIX)
-        .redis_key("cache_ttl_secs", 600)
-        .worker("batch", 8)
-        .worker("claim_idle_ms", 20000)
+    TestConfig::new(PREFIX).redis_key("cache_ttl_secs", 600).worker("batch", 8).worker("claim_idle_ms", 20000)
 }
 
 /// A `[[group]]` with one file camera replaying `clip` (looping, at native pace).

@@ -305,9 +305,16 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     for g in ["g1", "g2"] {
         // (id, consumer, idle ms, deliveries) of every pending entry.
         let pending: Vec<(String, String, i64, i64)> = redis.query(
-            redis::cmd("XPENDING").arg(format!("{PREFIX}:{{{g}}}:faces")).arg("recognizers").arg("-").arg("+").arg(1000),
+            redis::cmd("XPENDING")
+                .arg(format!("{PREFIX}:{{{g}}}:faces"))
+                .arg("recognizers")
+                .arg("-")
+                .arg("+")
+                .arg(1000),
         );
-        held.extend(pending.into_iter().filter(|p| p.1.contains(&victim_tag)).map(|p| format!("{g}:{}", p.0)));
+        held.extend(
+            pending.into_iter().filter(|p| p.1.contains(&victim_tag)).map(|p| format!("{g}:{}", p.0)),
+        );
     }
     assert!(!held.is_empty(), "the killed worker held no pending entries; the test proves nothing");
 
@@ -330,7 +337,12 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     assert!(dead.is_empty(), "good crops were dead-lettered: {dead:?}");
     let events = events(&redis);
     let recognised: HashSet<String> = events.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(recognised, ids, "every entry, the {} the killed worker held included, is an event", held.len());
+    assert_eq!(
+        recognised,
+        ids,
+        "every entry, the {} the killed worker held included, is an event",
+        held.len()
+    );
     let mut by_id: HashMap<&str, Vec<&Event>> = HashMap::new();
     for e in &events {
         by_id.entry(e.id.as_str()).or_default().push(e);
