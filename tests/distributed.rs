@@ -1,7 +1,6 @@
 //! Distributed deployments, everything on loopback and started here: a 3-master Redis Cluster
 //! with separate ingest and recognition processes, two named standalone nodes with camera groups
-//! pinned to them, and a Sentinel failover under a running worker. Plus the memory a faces
-//! stream entry takes in Redis, for sizing (`deploy/README.md`).
+//! pinned to them, and a Sentinel failover under a running worker.
 //!
 //! Each test checks what crosses Redis by id: a faces stream entry `<id>` of group `g` becomes
 //! the event `g:<id>`; cache hits at ingest have `cache:` ids and add no entry.
@@ -259,17 +258,9 @@ fn cluster_with_two_ingest_and_two_recognize_processes_recognises_every_entry_ex
     for (i, ids) in heard.into_iter().enumerate() {
         assert_eq!(sorted(ids), all_ids, "subscriber on master {i}");
     }
-    // Memory of real ingested entries (video crops), for sizing.
-    let mut bytes_per_entry = Vec::new();
-    for (group, server) in [(ga, stream_a), (gb, stream_b)] {
-        let usage: i64 =
-            server.query(redis::cmd("MEMORY").arg("USAGE").arg(faces_key(group)).arg("SAMPLES").arg(0));
-        bytes_per_entry.push(usage / xlen(server, &faces_key(group)) as i64);
-    }
     eprintln!(
         "cluster: {} entries ({ga} on master {node_a}, {gb} on master {node_b}), {} worker events, {} cache hits, \
-         image keys per master {image_nodes:?}, events on master {events_node}; MEMORY USAGE per faces entry \
-         {bytes_per_entry:?} bytes; {:.1} s",
+         image keys per master {image_nodes:?}, events on master {events_node}; {:.1} s",
         expected.len(),
         by_id.len(),
         cached.len(),
@@ -540,91 +531,4 @@ fn sentinel_failover_mid_run_the_workers_follow_the_promoted_replica() {
         let people: HashSet<_> = dupes.iter().map(|e| e.person.clone()).collect();
         assert_eq!(people.len(), 1, "{id}: duplicates disagree");
     }
-}
-
-/// Memory of real faces stream entries, cache keys and events in Redis (`INFO memory` delta over
-/// 1000 of each, and `MEMORY USAGE` of the stream), printed for sizing a deployment.
-#[test]
-fn memory_per_faces_stream_entry_cache_key_and_event() {
-    let redis = RedisServer::start();
-    let mut faces = Faces::load();
-    let photos = ["obama2.jpg", "cage2_crop.jpg", "franck_02888.jpg", "SeanConnery.jpg"];
-    let crops: Vec<_> = photos.iter().flat_map(|p| faces.crops(p, 250)).collect();
-    assert_eq!(crops.len(), 1000);
-    let used = || -> i64 {
-        let info: String = redis.query(redis::cmd("INFO").arg("memory"));
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("used_memory")
-    };
-    let mut conn = redis.connection();
-    let mut measure = |what: &str, add: &mut dyn FnMut(&mut redis::Connection, usize)| -> f64 {
-        let before = used();
-        for i in 0..crops.len() {
-            add(&mut conn, i);
-        }
-        let per = (used() - before) as f64 / crops.len() as f64;
-        eprintln!("memory: {what}: {per:.0} bytes each (INFO used_memory delta over {})", crops.len());
-        per
-    };
-    let mut entries = Vec::new();
-    let per_entry = measure("faces stream entry", &mut |conn, i| {
-        let entry = support::faces::entry(&crops[i], "entrance-door", "entrance", i as u64);
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(faces_key("entrance")).arg("MAXLEN").arg("~").arg(10_000).arg("*");
-        for (k, v) in entry.to_fields() {
-            cmd.arg(k).arg(v);
-        }
-        let _: String = cmd.query(conn).unwrap();
-        entries.push(entry);
-    });
-    let usage: i64 =
-        redis.query(redis::cmd("MEMORY").arg("USAGE").arg(faces_key("entrance")).arg("SAMPLES").arg(0));
-    let crop_bytes = entries.iter().map(|e| e.crop.len()).sum::<usize>() as f64 / entries.len() as f64;
-    let field_bytes = entries
-        .iter()
-        .map(|e| e.to_fields().iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
-        .sum::<usize>() as f64
-        / entries.len() as f64;
-    eprintln!(
-        "memory: faces stream: MEMORY USAGE {usage} bytes for {} entries = {:.0} bytes each; fields {field_bytes:.0} \
-         bytes of which the JPEG crop {crop_bytes:.0}",
-        entries.len(),
-        usage as f64 / entries.len() as f64
-    );
-    let result = r#"{"schema":1,"model":"sface-2021dec-fp32","gallery_version":7,"ts":1795611346652,"faces":[{"person_id":"barack-obama","name":"Barack Obama","score":0.7712}]}"#;
-    let per_cache = measure("image:<md5> cache key (EX 86400)", &mut |conn, i| {
-        let _: () = redis::cmd("SET")
-            .arg(format!("image:{}", entries[i].md5))
-            .arg(result)
-            .arg("EX")
-            .arg(86_400)
-            .query(conn)
-            .unwrap();
-    });
-    let per_event = measure("events stream entry", &mut |conn, i| {
-        let e = &entries[i];
-        let event = format!(
-            r#"{{"schema":1,"id":"entrance:{}-0","camera":"entrance-door","group":"entrance","capture_ts":{},"event_ts":{},"frame":{i},"md5":"{}","person":{{"id":"barack-obama","name":"Barack Obama"}},"score":0.89,"bbox":{{"x":212.5,"y":80.1,"w":190.3,"h":236.8}},"cached":false,"model":"sface-2021dec-fp32"}}"#,
-            e.capture_ts,
-            e.capture_ts,
-            e.capture_ts + 40,
-            e.md5
-        );
-        let _: String = redis::cmd("XADD")
-            .arg(EVENTS)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(100_000)
-            .arg("*")
-            .arg("event")
-            .arg(event)
-            .query(conn)
-            .unwrap();
-    });
-    // The JPEG dominates: an entry costs its fields plus a little listpack overhead.
-    assert!(per_entry > crop_bytes && per_entry < field_bytes * 1.5 + 512.0, "{per_entry} per entry");
-    assert!(per_cache > 100.0 && per_cache < 1024.0, "{per_cache} per cache key");
-    assert!(per_event > 100.0 && per_event < 2048.0, "{per_event} per event");
 }
