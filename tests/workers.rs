@@ -146,7 +146,7 @@ async fn two_hundred_crops_over_two_groups_give_two_hundred_events_with_the_righ
     let crops = probes(&mut faces, 34); // 6 photos x 34 = 204, we take 200
     let mut expected: HashMap<String, String> = HashMap::new();
     for (i, (who, crop)) in crops.iter().take(200).enumerate() {
-        let (camera, group) = if i % 2 == 0 { ("cam1", "g1") } else { ("cam2", "g2") };
+        let (camera, group) = if i.is_multiple_of(2) { ("cam1", "g1") } else { ("cam2", "g2") };
         let id = add(&redis, &support::faces::entry(crop, camera, group, i as u64));
         expected.insert(id, who.clone());
     }
@@ -293,7 +293,7 @@ async fn kill_9_of_one_worker_process_loses_nothing() {
     let mut survivor = worker_process(&dir, "survivor", &config_path);
     let mut ids = HashSet::new();
     for (i, (_, crop)) in probes(&mut faces, 10).iter().enumerate() {
-        let group = if i % 2 == 0 { "g1" } else { "g2" };
+        let group = if i.is_multiple_of(2) { "g1" } else { "g2" };
         ids.insert(add(&redis, &support::faces::entry(crop, "cam1", group, i as u64)));
     }
     // Kill one worker as soon as work is flowing: it dies holding a read, unacked batch.
