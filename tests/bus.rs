@@ -486,7 +486,7 @@ async fn tls_with_untrusted_certificate_is_fatal() {
         .output()
         .expect("openssl (apt openssl) makes the test certificate");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tls_port = support::redis::free_port().to_string();
+    let tls_port = support::free_port().to_string();
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let _server = RedisServer::start_with(&[
         "--tls-port",

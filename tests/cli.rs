@@ -4,22 +4,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use redeye::config::REDIS_URL_ENV;
 use serde_json::Value;
+use support::config::{Camera, Group, TestConfig};
+use support::photo;
+use support::process::redeye_command;
 use support::redis::RedisServer;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn photo(name: &str) -> PathBuf {
-    let dir =
-        std::env::var_os("REDEYE_PHOTOS_DIR").map_or_else(|| repo().join(".cache/photos"), PathBuf::from);
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing: run `make setup` (scripts/setup.sh)", path.display());
-    path
-}
 
 /// A Redis server and a config in a temp dir pointing at the repository's models.
 struct Env {
@@ -32,31 +24,18 @@ impl Env {
     fn new() -> Env {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
-        let ort = std::env::var_os("ORT_DYLIB_PATH")
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| repo().join("third_party/onnxruntime/libonnxruntime.so"), PathBuf::from);
-        let config = dir.path().join("cameras.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[redis]\nkey_prefix = \"cli-test\"\ncache_ttl_secs = 600\n\
-                 [runtime]\nonnxruntime = {ort:?}\nintra_threads = 1\n\
-                 [detector]\nmodel = {:?}\n[recognizer]\nmodel = {:?}\n\
-                 [[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"door\"\nurl = \"rtsp://127.0.0.1:1/x\"\n",
-                repo().join("models/face_detection_yunet_2023mar.onnx"),
-                repo().join("models/face_recognition_sface_2021dec_fp32.onnx"),
-            ),
-        )
-        .unwrap();
+        // No Redis address in the file: `REDEYE_REDIS_URL` gives it, as an operator's would.
+        let config = TestConfig::new("cli-test")
+            .redis_key("cache_ttl_secs", 600)
+            .group(Group::new("lobby").camera(Camera::unused("door")))
+            .write(dir.path());
         Env { redis, dir, config }
     }
 
     fn redeye(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_redeye"))
-            .arg("-c")
-            .arg(&self.config)
+        redeye_command(&self.config)
             .args(args)
-            .env("REDEYE_REDIS_URL", self.redis.url())
+            .env(REDIS_URL_ENV, self.redis.url())
             .env("REDEYE_LOG", "warn")
             .output()
             .expect("run redeye")

@@ -12,7 +12,7 @@ use std::process::Command;
 use image::RgbImage;
 use redeye::vision::{Detector, DetectorSpec, Runtime, SessionOptions, YuNet};
 use support::clips::{self, VideoClip};
-use support::faces::{ort_library, repo};
+use support::{ort_library, repo};
 
 const SETUP: &str = "run make setup (it installs ffmpeg and fetches the test videos)";
 

@@ -3,37 +3,30 @@
 //! Each bad file is written to a temp dir with absolute model paths, so only the problem under
 //! test is reported; the checks assert the exit code, the problem text and its line.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use redeye::config::{Config, ConfigError};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use redeye::config::{Config, ConfigError, REDIS_URL_ENV};
+use support::config::model_tables;
+use support::process::redeye_command;
+use support::repo;
 
 /// `[detector]`, `[recognizer]` and `[runtime]` pointing at the repository's files, so a config in
-/// a temp dir validates. Line count: 6 (tests count lines after it).
+/// a temp dir validates.
 fn header() -> String {
-    let r = repo();
-    format!(
-        "[runtime]\nonnxruntime = {:?}\n[detector]\nmodel = {:?}\n[recognizer]\nmodel = {:?}\n",
-        ort_library(),
-        r.join("models/face_detection_yunet_2023mar.onnx"),
-        r.join("models/face_recognition_sface_2021dec_fp32.onnx"),
-    )
+    model_tables()
 }
 
-fn ort_library() -> PathBuf {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => repo().join("third_party/onnxruntime/libonnxruntime.so"),
-    }
+/// Lines of [`header`]: line `n` of a test's body is line `header_lines() + n` of the file.
+fn header_lines() -> usize {
+    header().lines().count()
 }
 
 fn check_config(path: &Path, envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redeye"));
-    cmd.arg("check-config").arg("-c").arg(path).env_remove("REDEYE_REDIS_URL");
+    let mut cmd = redeye_command(path);
+    cmd.arg("check-config");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -61,8 +54,6 @@ fn problems(body: &str) -> Vec<String> {
         Err(e) => vec![e.to_string()],
     }
 }
-
-const HEADER_LINES: usize = 6;
 
 #[test]
 fn shipped_cameras_toml_is_valid_and_summarised() {
@@ -105,7 +96,7 @@ url = "rtsp://10.0.0.8/stream"
     let text = text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let file = path.display().to_string();
-    let line = |n: usize| format!("{file}:{}:", HEADER_LINES + n);
+    let line = |n: usize| format!("{file}:{}:", header_lines() + n);
     assert!(text.contains("has 3 problems"), "{text}");
     let expect = [
         (line(2), "redis.url", "password inside the URL"),
@@ -131,7 +122,7 @@ fn wrong_type_stops_with_file_line_and_column() {
     let text = text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
-    assert!(text.contains(&format!("line {}", HEADER_LINES + 6)), "{text}");
+    assert!(text.contains(&format!("line {}", header_lines() + 6)), "{text}");
     assert!(text.contains("column"), "{text}");
 }
 
@@ -166,7 +157,7 @@ fps = 75
 "#;
     let got = problems(body);
     let has = |line: usize, path: &str, message: &str| {
-        let line = HEADER_LINES + line;
+        let line = header_lines() + line;
         assert!(
             got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
             "no problem {line}: {path}: ..{message}.. in {got:#?}"
@@ -217,7 +208,7 @@ url = "rtsp://h/s"
 "#;
     let got = problems(body);
     let has = |line: usize, path: &str, message: &str| {
-        let line = HEADER_LINES + line;
+        let line = header_lines() + line;
         assert!(
             got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
             "no problem {line}: {path}: ..{message}.. in {got:#?}"
@@ -234,7 +225,7 @@ url = "rtsp://h/s"
         "[tracking]\nmax_age = 100\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n",
     );
     assert!(
-        got.iter().any(|p| p.starts_with(&format!("{}: tracking.max_age: unknown key", HEADER_LINES + 2))),
+        got.iter().any(|p| p.starts_with(&format!("{}: tracking.max_age: unknown key", header_lines() + 2))),
         "{got:#?}"
     );
 }
@@ -265,13 +256,10 @@ fn set_environment_variables_are_accepted_and_override_url_is_shown() {
     );
     let out = check_config(&path, &[("REDEYE_TEST_CONFIG_PW", "s3cret")]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = Command::new(env!("CARGO_BIN_EXE_redeye"))
-        .args(["check-config", "-c"])
-        .arg(&path)
-        .env("REDEYE_TEST_CONFIG_PW", "s3cret")
-        .env("REDEYE_REDIS_URL", "redis://127.0.0.1:7777")
-        .output()
-        .unwrap();
+    let out = check_config(
+        &path,
+        &[("REDEYE_TEST_CONFIG_PW", "s3cret"), (REDIS_URL_ENV, "redis://127.0.0.1:7777")],
+    );
     let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("redis://127.0.0.1:7777 (from REDEYE_REDIS_URL"), "{text}");

@@ -1,7 +1,6 @@
 //! Distributed deployments, everything on loopback and started here: a 3-master Redis Cluster
 //! with separate ingest and recognition processes, two named standalone nodes with camera groups
-//! pinned to them, and a Sentinel failover under a running worker. Plus the memory a faces
-//! stream entry takes in Redis, for sizing (`deploy/README.md`).
+//! pinned to them, and a Sentinel failover under a running worker.
 //!
 //! Each test checks what crosses Redis by id: a faces stream entry `<id>` of group `g` becomes
 //! the event `g:<id>`; cache hits at ingest have `cache:` ids and add no entry.
@@ -9,19 +8,20 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redeye::config::REDIS_URL_ENV;
 use redeye::instrument::unix_millis;
 use redeye::wire::Event;
 use support::clips;
-use support::faces::{Faces, model_tables, photo};
+use support::config::{Camera, Group, TestConfig};
+use support::faces::Faces;
+use support::process::{Process, enroll};
 use support::redis::{RedisCluster, RedisServer};
+use support::wait_until;
 
 const PREFIX: &str = "dt";
 const EVENTS: &str = "dt:events";
@@ -34,111 +34,15 @@ fn dead_key(group: &str) -> String {
     format!("{PREFIX}:{{{group}}}:dead")
 }
 
-/// `cameras.toml` with `topology` (lines of `[redis]`, possibly ending in a sub-table) and
-/// `groups`; short worker block time, a claim time longer than any test (nothing crashes here
-/// except Redis), the repository's models.
-fn write_config(dir: &Path, topology: &str, groups: &str) -> PathBuf {
-    let path = dir.join("cameras.toml");
-    let text = format!(
-        "[redis]\nkey_prefix = {PREFIX:?}\ncache_ttl_secs = 600\n{topology}\
-         [admin]\nlisten = \"127.0.0.1:0\"\n\
-         [worker]\nbatch = 8\nblock_ms = 200\nclaim_idle_ms = 20000\n{}{groups}",
-        model_tables()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+/// The tests' base config, with no topology yet: a short worker block time, a claim time longer
+/// than any test (nothing crashes here except Redis), the repository's models.
+fn config() -> TestConfig {
+    TestConfig::new(PREFIX).redis_key("cache_ttl_secs", 600).worker("batch", 8).worker("claim_idle_ms", 20000)
 }
 
 /// A `[[group]]` with one file camera replaying `clip` (looping, at native pace).
-fn file_group(name: &str, node: Option<&str>, camera: &str, clip: &Path, fps: f64) -> String {
-    let node = node.map(|n| format!("node = {n:?}\n")).unwrap_or_default();
-    format!(
-        "[[group]]\nname = {name:?}\n{node}[[group.camera]]\nname = {camera:?}\nurl = \"file://{}\"\nfps = {fps}\n",
-        clip.display()
-    )
-}
-
-/// A `redeye` subcommand as a child process, its stderr in `<dir>/<name>.log`; killed on drop,
-/// and the log's tail printed when the test is failing.
-struct Redeye {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Redeye {
-    fn start(dir: &Path, name: &str, config: &Path, args: &[&str]) -> Redeye {
-        let log = dir.join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_redeye"))
-            .arg("-c")
-            .arg(config)
-            .args(args)
-            .env("REDEYE_LOG", "info")
-            .env_remove(REDIS_URL_ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start redeye");
-        Redeye { name: name.to_owned(), child: Some(child), log }
-    }
-
-    /// SIGTERM, then a graceful exit within `limit`; fails the test otherwise.
-    fn terminate(&mut self, limit: Duration) {
-        let Some(mut child) = self.child.take() else { return };
-        let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} ({})", self.name);
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{} did not stop within {limit:?} of SIGTERM:\n{}", self.name, self.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "{} exited with {status}:\n{}", self.name, self.log_tail(30));
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let text = self.log_text();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Redeye {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- {} log (last 30 lines) ---\n{}\n---", self.name, self.log_tail(30));
-        }
-    }
-}
-
-/// `redeye enroll --name <name> <photo>` with `config`.
-fn enroll(config: &Path, name: &str, photo_file: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_redeye"))
-        .arg("-c")
-        .arg(config)
-        .args(["enroll", "--name", name])
-        .arg(photo(photo_file))
-        .env_remove(REDIS_URL_ENV)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "enroll {name}: {}", String::from_utf8_lossy(&out.stderr));
+fn file_group(name: &str, camera: &str, clip: &Path, fps: f64) -> Group {
+    Group::new(name).camera(Camera::file(camera, clip).set("fps", fps))
 }
 
 type Fields = HashMap<String, Vec<u8>>;
@@ -174,14 +78,6 @@ fn pending(server: &RedisServer, group: &str) -> i64 {
     match summary[0] {
         redis::Value::Int(n) => n,
         ref other => panic!("XPENDING summary: {other:?}"),
-    }
-}
-
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -253,19 +149,22 @@ fn cluster_with_two_ingest_and_two_recognize_processes_recognises_every_entry_ex
 
     let dir = tempfile::tempdir().unwrap();
     let (vga, short) = (clips::clip(&clips::vga()), clips::clip(&clips::short()));
-    let groups = file_group(ga, None, "door", &vga, 4.0) + &file_group(gb, None, "ramp", &short, 4.0);
-    let config = write_config(dir.path(), &format!("cluster = {:?}\n", cluster.seeds()), &groups);
+    let config = config()
+        .redis_key("cluster", cluster.seeds())
+        .group(file_group(ga, "door", &vga, 4.0))
+        .group(file_group(gb, "ramp", &short, 4.0))
+        .write(dir.path());
     enroll(&config, "Barack Obama", "obama2.jpg");
     enroll(&config, "Nicolas Cage", "cage2_crop.jpg");
 
     let subscribers: Vec<Subscriber> = cluster.nodes().iter().map(Subscriber::start).collect();
     let mut workers = [
-        Redeye::start(dir.path(), "recognize-1", &config, &["recognize"]),
-        Redeye::start(dir.path(), "recognize-2", &config, &["recognize"]),
+        Process::redeye(dir.path(), "recognize-1", &config, &["recognize"]),
+        Process::redeye(dir.path(), "recognize-2", &config, &["recognize"]),
     ];
     let mut ingests = [
-        Redeye::start(dir.path(), "ingest-a", &config, &["ingest", "--group", ga]),
-        Redeye::start(dir.path(), "ingest-b", &config, &["ingest", "--group", gb]),
+        Process::redeye(dir.path(), "ingest-a", &config, &["ingest", "--group", ga]),
+        Process::redeye(dir.path(), "ingest-b", &config, &["ingest", "--group", gb]),
     ];
     let (stream_a, stream_b) = (&cluster.nodes()[node_a], &cluster.nodes()[node_b]);
     // Until the short clip has looped into a cache hit (a GET routed by content).
@@ -359,17 +258,9 @@ fn cluster_with_two_ingest_and_two_recognize_processes_recognises_every_entry_ex
     for (i, ids) in heard.into_iter().enumerate() {
         assert_eq!(sorted(ids), all_ids, "subscriber on master {i}");
     }
-    // Memory of real ingested entries (video crops), for sizing.
-    let mut bytes_per_entry = Vec::new();
-    for (group, server) in [(ga, stream_a), (gb, stream_b)] {
-        let usage: i64 =
-            server.query(redis::cmd("MEMORY").arg("USAGE").arg(faces_key(group)).arg("SAMPLES").arg(0));
-        bytes_per_entry.push(usage / xlen(server, &faces_key(group)) as i64);
-    }
     eprintln!(
         "cluster: {} entries ({ga} on master {node_a}, {gb} on master {node_b}), {} worker events, {} cache hits, \
-         image keys per master {image_nodes:?}, events on master {events_node}; MEMORY USAGE per faces entry \
-         {bytes_per_entry:?} bytes; {:.1} s",
+         image keys per master {image_nodes:?}, events on master {events_node}; {:.1} s",
         expected.len(),
         by_id.len(),
         cached.len(),
@@ -386,16 +277,15 @@ fn named_nodes_keep_each_groups_stream_dead_letters_and_cache_on_its_node() {
     let a = RedisServer::start();
     let b = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let topology = format!(
-        "shared_node = \"a\"\n[[redis.node]]\nname = \"a\"\nurl = {:?}\n[[redis.node]]\nname = \"b\"\nurl = {:?}\n",
-        a.url(),
-        b.url()
-    );
     // Different clips, so the two groups' crops (and cache keys) differ.
     let (vga, short) = (clips::clip(&clips::vga()), clips::clip(&clips::short()));
-    let groups =
-        file_group("g1", Some("a"), "cam1", &vga, 4.0) + &file_group("g2", Some("b"), "cam2", &short, 4.0);
-    let config = write_config(dir.path(), &topology, &groups);
+    let config = config()
+        .redis_key("shared_node", "a")
+        .node("a", &a)
+        .node("b", &b)
+        .group(file_group("g1", "cam1", &vga, 4.0).node("a"))
+        .group(file_group("g2", "cam2", &short, 4.0).node("b"))
+        .write(dir.path());
     enroll(&config, "Barack Obama", "obama2.jpg");
     // One poison entry per group, on its node, for the dead letters.
     let poison = |server: &RedisServer, group: &str| -> String {
@@ -403,7 +293,7 @@ fn named_nodes_keep_each_groups_stream_dead_letters_and_cache_on_its_node() {
     };
     let (poison1, poison2) = (poison(&a, "g1"), poison(&b, "g2"));
 
-    let mut run = Redeye::start(dir.path(), "run", &config, &["run"]);
+    let mut run = Process::redeye(dir.path(), "run", &config, &["run"]);
     // The short clip loops every 1.6 s, so g2 soon sees crops again: cache hits, read on b.
     wait_until(Duration::from_secs(45), "faces, dead letters, events and cache hits for both groups", || {
         let events = events(&a);
@@ -525,11 +415,10 @@ fn sentinel_failover_mid_run_the_workers_follow_the_promoted_replica() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let addresses: Vec<String> = sentinels.iter().map(RedisServer::url).collect();
-    let topology = format!("[redis.sentinel]\nmaster_name = {MASTER_NAME:?}\naddresses = {addresses:?}\n");
-    let groups =
-        "[[group]]\nname = \"g1\"\n[[group.camera]]\nname = \"cam1\"\nurl = \"rtsp://127.0.0.1:1/a\"\n";
-    let config = write_config(dir.path(), &topology, groups);
+    let config = config()
+        .sentinel(MASTER_NAME, &sentinels)
+        .group(Group::new("g1").camera(Camera::unused("cam1")))
+        .write(dir.path());
     let mut faces = Faces::load();
     let crops = [faces.crops("obama2.jpg", 10), faces.crops("cage2_crop.jpg", 10)].concat();
     let fields: Arc<Vec<EntryFields>> = Arc::new(
@@ -541,8 +430,8 @@ fn sentinel_failover_mid_run_the_workers_follow_the_promoted_replica() {
     );
 
     let mut workers = [
-        Redeye::start(dir.path(), "recognize-1", &config, &["recognize"]),
-        Redeye::start(dir.path(), "recognize-2", &config, &["recognize"]),
+        Process::redeye(dir.path(), "recognize-1", &config, &["recognize"]),
+        Process::redeye(dir.path(), "recognize-2", &config, &["recognize"]),
     ];
     // A writer appends a crop every 5 ms to the master, faster than two workers on two cores
     // recognise them, until the master dies under it; it returns the ids the master accepted.
@@ -642,91 +531,4 @@ fn sentinel_failover_mid_run_the_workers_follow_the_promoted_replica() {
         let people: HashSet<_> = dupes.iter().map(|e| e.person.clone()).collect();
         assert_eq!(people.len(), 1, "{id}: duplicates disagree");
     }
-}
-
-/// Memory of real faces stream entries, cache keys and events in Redis (`INFO memory` delta over
-/// 1000 of each, and `MEMORY USAGE` of the stream), printed for sizing a deployment.
-#[test]
-fn memory_per_faces_stream_entry_cache_key_and_event() {
-    let redis = RedisServer::start();
-    let mut faces = Faces::load();
-    let photos = ["obama2.jpg", "cage2_crop.jpg", "franck_02888.jpg", "SeanConnery.jpg"];
-    let crops: Vec<_> = photos.iter().flat_map(|p| faces.crops(p, 250)).collect();
-    assert_eq!(crops.len(), 1000);
-    let used = || -> i64 {
-        let info: String = redis.query(redis::cmd("INFO").arg("memory"));
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("used_memory")
-    };
-    let mut conn = redis.connection();
-    let mut measure = |what: &str, add: &mut dyn FnMut(&mut redis::Connection, usize)| -> f64 {
-        let before = used();
-        for i in 0..crops.len() {
-            add(&mut conn, i);
-        }
-        let per = (used() - before) as f64 / crops.len() as f64;
-        eprintln!("memory: {what}: {per:.0} bytes each (INFO used_memory delta over {})", crops.len());
-        per
-    };
-    let mut entries = Vec::new();
-    let per_entry = measure("faces stream entry", &mut |conn, i| {
-        let entry = support::faces::entry(&crops[i], "entrance-door", "entrance", i as u64);
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(faces_key("entrance")).arg("MAXLEN").arg("~").arg(10_000).arg("*");
-        for (k, v) in entry.to_fields() {
-            cmd.arg(k).arg(v);
-        }
-        let _: String = cmd.query(conn).unwrap();
-        entries.push(entry);
-    });
-    let usage: i64 =
-        redis.query(redis::cmd("MEMORY").arg("USAGE").arg(faces_key("entrance")).arg("SAMPLES").arg(0));
-    let crop_bytes = entries.iter().map(|e| e.crop.len()).sum::<usize>() as f64 / entries.len() as f64;
-    let field_bytes = entries
-        .iter()
-        .map(|e| e.to_fields().iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
-        .sum::<usize>() as f64
-        / entries.len() as f64;
-    eprintln!(
-        "memory: faces stream: MEMORY USAGE {usage} bytes for {} entries = {:.0} bytes each; fields {field_bytes:.0} \
-         bytes of which the JPEG crop {crop_bytes:.0}",
-        entries.len(),
-        usage as f64 / entries.len() as f64
-    );
-    let result = r#"{"schema":1,"model":"sface-2021dec-fp32","gallery_version":7,"ts":1795611346652,"faces":[{"person_id":"barack-obama","name":"Barack Obama","score":0.7712}]}"#;
-    let per_cache = measure("image:<md5> cache key (EX 86400)", &mut |conn, i| {
-        let _: () = redis::cmd("SET")
-            .arg(format!("image:{}", entries[i].md5))
-            .arg(result)
-            .arg("EX")
-            .arg(86_400)
-            .query(conn)
-            .unwrap();
-    });
-    let per_event = measure("events stream entry", &mut |conn, i| {
-        let e = &entries[i];
-        let event = format!(
-            r#"{{"schema":1,"id":"entrance:{}-0","camera":"entrance-door","group":"entrance","capture_ts":{},"event_ts":{},"frame":{i},"md5":"{}","person":{{"id":"barack-obama","name":"Barack Obama"}},"score":0.89,"bbox":{{"x":212.5,"y":80.1,"w":190.3,"h":236.8}},"cached":false,"model":"sface-2021dec-fp32"}}"#,
-            e.capture_ts,
-            e.capture_ts,
-            e.capture_ts + 40,
-            e.md5
-        );
-        let _: String = redis::cmd("XADD")
-            .arg(EVENTS)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(100_000)
-            .arg("*")
-            .arg("event")
-            .arg(event)
-            .query(conn)
-            .unwrap();
-    });
-    // The JPEG dominates: an entry costs its fields plus a little listpack overhead.
-    assert!(per_entry > crop_bytes && per_entry < field_bytes * 1.5 + 512.0, "{per_entry} per entry");
-    assert!(per_cache > 100.0 && per_cache < 1024.0, "{per_cache} per cache key");
-    assert!(per_event > 100.0 && per_event < 2048.0, "{per_event} per event");
 }

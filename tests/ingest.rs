@@ -5,54 +5,21 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redeye::wire::Event;
 use support::clips;
-use support::faces::{model_tables, photo};
+use support::config::{Camera, Group, TestConfig};
+use support::process::{Process, enroll};
 use support::redis::RedisServer;
 use support::rtsp::RtspServer;
+use support::wait_until;
 
 const PREFIX: &str = "it";
 
-fn write_config(dir: &Path, redis: &RedisServer, groups: &str) -> PathBuf {
-    let path = dir.join("cameras.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n[worker]\nblock_ms = 200\n{}{groups}",
-            redis.url(),
-            model_tables()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// A redeye subcommand as a child process; killed on drop.
-struct Redeye(Child);
-
-impl Redeye {
-    fn start(config: &Path, args: &[&str]) -> Redeye {
-        let child = Command::new(env!("CARGO_BIN_EXE_redeye"))
-            .arg("-c")
-            .arg(config)
-            .args(args)
-            .env("REDEYE_LOG", "info")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redeye");
-        Redeye(child)
-    }
-}
-
-impl Drop for Redeye {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The tests' base config, on `redis`.
+fn config(redis: &RedisServer) -> TestConfig {
+    TestConfig::new(PREFIX).redis(redis)
 }
 
 fn entries(redis: &RedisServer, group: &str) -> Vec<(String, HashMap<String, Vec<u8>>)> {
@@ -65,14 +32,6 @@ fn events(redis: &RedisServer) -> Vec<Event> {
     rows.into_iter().map(|(_, f)| serde_json::from_slice(&f["event"]).unwrap()).collect()
 }
 
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn faces_from_rtsp_over_tcp_and_udp_land_in_their_groups_streams_with_every_field() {
     let redis = RedisServer::start();
@@ -80,14 +39,13 @@ fn faces_from_rtsp_over_tcp_and_udp_land_in_their_groups_streams_with_every_fiel
     let bframes = clips::clip(&clips::vga_bframes());
     let rtsp = RtspServer::start(&[("vga", &vga), ("bf", &bframes)]);
     let dir = tempfile::tempdir().unwrap();
-    let groups = format!(
-        "[[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"door\"\nurl = {:?}\ntransport = \"tcp\"\nfps = 3\n\
-         [[group]]\nname = \"garage\"\n[[group.camera]]\nname = \"ramp\"\nurl = {:?}\ntransport = \"udp\"\nfps = 3\n",
-        rtsp.url("vga"),
-        rtsp.url("bf")
-    );
-    let config = write_config(dir.path(), &redis, &groups);
-    let _ingest = Redeye::start(&config, &["ingest"]);
+    let door = Camera::new("door", &rtsp.url("vga")).set("transport", "tcp").set("fps", 3);
+    let ramp = Camera::new("ramp", &rtsp.url("bf")).set("transport", "udp").set("fps", 3);
+    let config = config(&redis)
+        .group(Group::new("lobby").camera(door))
+        .group(Group::new("garage").camera(ramp))
+        .write(dir.path());
+    let _ingest = Process::redeye(dir.path(), "ingest", &config, &["ingest"]);
     wait_until(Duration::from_secs(60), "5 faces in each group's stream", || {
         entries(&redis, "lobby").len() >= 5 && entries(&redis, "garage").len() >= 5
     });
@@ -115,22 +73,11 @@ fn run_names_enrolled_people_and_answers_a_looped_clip_from_the_cache() {
     // (same MD5) come back, which is what the cache is for.
     let clip = clips::clip(&clips::short());
     let dir = tempfile::tempdir().unwrap();
-    let groups = format!(
-        "[[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"replay\"\nurl = \"file://{}\"\nkey_frames_only = true\nfps = 25\n",
-        clip.display()
-    );
-    let config = write_config(dir.path(), &redis, &groups);
-    for (name, file) in [("Barack Obama", "obama2.jpg"), ("Nicolas Cage", "cage2_crop.jpg")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_redeye"))
-            .arg("-c")
-            .arg(&config)
-            .args(["enroll", "--name", name])
-            .arg(photo(file))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let _run = Redeye::start(&config, &["run"]);
+    let replay = Camera::file("replay", &clip).set("key_frames_only", true).set("fps", 25);
+    let config = config(&redis).group(Group::new("lobby").camera(replay)).write(dir.path());
+    enroll(&config, "Barack Obama", "obama2.jpg");
+    enroll(&config, "Nicolas Cage", "cage2_crop.jpg");
+    let _run = Process::redeye(dir.path(), "run", &config, &["run"]);
     wait_until(Duration::from_secs(90), "events answered from the cache", || {
         events(&redis).iter().filter(|e| e.cached).count() >= 4
     });

@@ -10,15 +10,16 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::clips;
-use support::faces::{model_tables, photo, repo};
+use support::config::{Camera, Group, TestConfig};
+use support::process::{Process, enroll};
 use support::redis::RedisServer;
+use support::{clips, free_port, repo, wait_until};
 
 const PREFIX: &str = "ob";
 const SETUP: &str = "run make setup (it installs Debian's `prometheus` package: prometheus and promtool)";
@@ -27,10 +28,6 @@ const SETUP: &str = "run make setup (it installs Debian's `prometheus` package: 
 /// the test's 1 s interval, five minutes hold everything the test has seen.
 const GRAFANA_INTERVALS: [(&str, &str); 3] =
     [("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "5m")];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
 
 /// An HTTP client that returns 4xx/5xx responses instead of errors.
 fn agent() -> ureq::Agent {
@@ -47,64 +44,6 @@ fn get(url: &str) -> (u16, String) {
         Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
         Err(e) => (0, e.to_string()),
     }
-}
-
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A child process with its stderr in a file; killed on drop, the log tail printed if the
-/// test is failing.
-struct Process {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Process {
-        let file = std::fs::File::create(&log).expect("log file");
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
-        let child = cmd.spawn().unwrap_or_else(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => panic!("{name} not found on PATH: {SETUP}"),
-            _ => panic!("cannot start {name}: {e}"),
-        });
-        Process { name, child, log }
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// Panics with the log when the process has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}):\n{}", self.name, self.log_tail(40));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- last lines of {} ---\n{}", self.name, self.log_tail(40));
-        }
-    }
-}
-
-/// `redeye <args>` with `config`, serving its admin endpoints on `admin`.
-fn redeye(dir: &Path, config: &Path, args: &[&str]) -> Process {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redeye"));
-    cmd.arg("-c").arg(config).args(args).env("REDEYE_LOG", "info");
-    Process::spawn("redeye", &mut cmd, dir.join("redeye.log"))
 }
 
 /// The subcommand that runs everything `redeye` has: `run` (ingest and workers) when it
@@ -139,7 +78,8 @@ impl Prometheus {
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-        let mut process = Process::spawn("prometheus", &mut cmd, dir.path().join("prometheus.log"));
+        let log = dir.path().join("prometheus.log");
+        let mut process = Process::spawn("prometheus", cmd, log, SETUP);
         let url = format!("http://127.0.0.1:{port}");
         wait_until(Duration::from_secs(30), "Prometheus to be ready", || {
             process.assert_running();
@@ -317,19 +257,14 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-fn write_config(dir: &Path, redis: &RedisServer, admin: SocketAddr, groups: &str) -> PathBuf {
-    let path = dir.join("cameras.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[redis]\nurl = {:?}\nkey_prefix = {PREFIX:?}\n[admin]\nlisten = \"{admin}\"\n\
-             [worker]\nblock_ms = 200\nclaim_idle_ms = 2000\nmax_deliveries = 2\n{}{groups}",
-            redis.url(),
-            model_tables()
-        ),
-    )
-    .unwrap();
-    path
+/// The tests' base config: `redis`, the admin server on `admin`, and claims quick enough that
+/// the poison entry is dead-lettered within the test.
+fn config(redis: &RedisServer, admin: SocketAddr) -> TestConfig {
+    TestConfig::new(PREFIX)
+        .redis(redis)
+        .admin(admin)
+        .worker("claim_idle_ms", 2000)
+        .worker("max_deliveries", 2)
 }
 
 #[test]
@@ -340,28 +275,17 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_and_promtool_accept
     // Key frames only: every loop of the file yields the same crops, so after the first loop
     // the cache answers (hits), while the first loop goes through the workers (misses).
     let clip = clips::clip(&clips::short());
-    let groups = format!(
-        "[[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"replay\"\nurl = \"file://{}\"\nkey_frames_only = true\nfps = 25\n",
-        clip.display()
-    );
-    let config = write_config(dir.path(), &redis, admin, &groups);
-    for (name, file) in [("Barack Obama", "obama2.jpg"), ("Nicolas Cage", "cage2_crop.jpg")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_redeye"))
-            .arg("-c")
-            .arg(&config)
-            .args(["enroll", "--name", name])
-            .arg(photo(file))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "enroll: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let replay = Camera::file("replay", &clip).set("key_frames_only", true).set("fps", 25);
+    let config = config(&redis, admin).group(Group::new("lobby").camera(replay)).write(dir.path());
+    enroll(&config, "Barack Obama", "obama2.jpg");
+    enroll(&config, "Nicolas Cage", "cage2_crop.jpg");
     // A poison entry, so the dead-letter series carry a real count.
     let _: String = redis.query(
         redis::cmd("XADD").arg(format!("{PREFIX}:{{lobby}}:faces")).arg("*").arg("md5").arg("not-a-face"),
     );
 
     let subcommand = everything_subcommand();
-    let mut redeye = redeye(dir.path(), &config, &[subcommand]);
+    let mut redeye = Process::redeye(dir.path(), "redeye", &config, &[subcommand]);
     let prom = Prometheus::start(admin);
     wait_until(Duration::from_secs(60), "Prometheus to scrape redeye", || {
         redeye.assert_running();
@@ -460,10 +384,9 @@ fn ready_is_503_while_redis_is_down_and_200_when_it_answers_and_live_stays_200()
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let groups =
-        "[[group]]\nname = \"lobby\"\n[[group.camera]]\nname = \"door\"\nurl = \"rtsp://127.0.0.1:1/a\"\n";
-    let config = write_config(dir.path(), &redis, admin, groups);
-    let mut redeye = redeye(dir.path(), &config, &["recognize"]);
+    let lobby = Group::new("lobby").camera(Camera::unused("door"));
+    let config = config(&redis, admin).group(lobby).write(dir.path());
+    let mut redeye = Process::redeye(dir.path(), "redeye", &config, &["recognize"]);
     let (live, ready) = (format!("http://{admin}/live"), format!("http://{admin}/ready"));
 
     wait_until(Duration::from_secs(60), "/ready to say 200", || {

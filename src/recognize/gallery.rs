@@ -56,6 +56,12 @@ pub enum GalleryError {
          `redeye forget {name}` first, then enrol again"
     )]
     ModelMismatch { name: String, enrolled: String, current: String },
+    #[error(
+        "every one of the {people} people in the gallery is enrolled with another model ({enrolled}), \
+         this recogniser is `{current}`: set [recognizer] to the model they were enrolled with, or \
+         forget and enrol them again"
+    )]
+    WrongModel { people: usize, enrolled: String, current: String },
     #[error("the gallery holds malformed data for `{id}`: {detail}")]
     Corrupt { id: String, detail: String },
 }
@@ -212,6 +218,20 @@ pub async fn load_matcher(
     policy: MatchPolicy,
 ) -> Result<(u64, Matcher), GalleryError> {
     let (version, people) = snapshot(conn, keys).await?;
+    // A gallery wholly enrolled with another model cannot name anyone: that is a configuration
+    // error to stop on, not a gallery of strangers. A few such people (a migration under way)
+    // are left out with a warning.
+    if !people.is_empty() && people.iter().all(|(p, _)| p.model != model || p.dim != dim) {
+        let mut enrolled: Vec<String> =
+            people.iter().map(|(p, _)| format!("{} ({}-d)", p.model, p.dim)).collect();
+        enrolled.sort();
+        enrolled.dedup();
+        return Err(GalleryError::WrongModel {
+            people: people.len(),
+            enrolled: enrolled.join(", "),
+            current: format!("{model} ({dim}-d)"),
+        });
+    }
     let mut matcher = Matcher::new(dim, policy);
     for (person, embeddings) in people {
         if person.model != model || person.dim != dim {

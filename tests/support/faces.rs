@@ -2,7 +2,6 @@
 //! what ingest would put on a faces stream, without the cameras.
 
 use std::io::Cursor;
-use std::path::PathBuf;
 
 use image::RgbImage;
 use redeye::recognition::content_key;
@@ -12,36 +11,10 @@ use redeye::vision::{
 };
 use redeye::wire::FaceEntry;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn ort_library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| repo().join("third_party/onnxruntime/libonnxruntime.so"), PathBuf::from)
-}
-
-pub fn photo(name: &str) -> PathBuf {
-    let dir =
-        std::env::var_os("REDEYE_PHOTOS_DIR").map_or_else(|| repo().join(".cache/photos"), PathBuf::from);
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing: run `make setup` (scripts/setup.sh)", path.display());
-    path
-}
+use super::{ort_library, photo, repo};
 
 fn runtime() -> &'static Runtime {
     Runtime::init(Some(&ort_library())).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The `[runtime]`, `[detector]` and `[recognizer]` tables pointing at the repository's files.
-pub fn model_tables() -> String {
-    format!(
-        "[runtime]\nonnxruntime = {:?}\nintra_threads = 1\n[detector]\nmodel = {:?}\n[recognizer]\nmodel = {:?}\n",
-        ort_library(),
-        repo().join("models/face_detection_yunet_2023mar.onnx"),
-        repo().join("models/face_recognition_sface_2021dec_fp32.onnx"),
-    )
 }
 
 /// Detector + SFace, loaded once per test.

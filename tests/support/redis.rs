@@ -7,12 +7,14 @@
 //! failure that says how to install it, never a skip.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Value;
+
+use super::free_port;
 
 const SETUP: &str = "run `make setup` (scripts/setup.sh), which installs redis-server and redis-tools";
 /// A fresh server answers in a few ms; allow for a loaded machine running tests in parallel.
@@ -132,10 +134,7 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL: a crash, not a shutdown) and waits for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill(&mut self.child);
     }
 
     /// Starts the server again on the same port, with the same arguments and directory.
@@ -148,9 +147,7 @@ impl RedisServer {
 
     /// The last `lines` lines of the server log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        super::tail(&self.log_path(), lines)
     }
 
     fn log_path(&self) -> std::path::PathBuf {
@@ -308,11 +305,6 @@ impl RedisCluster {
     pub fn node_not_for_key(&self, key: &str) -> usize {
         (self.node_for_key(key) + 1) % self.nodes.len()
     }
-}
-
-/// A port that was free a moment ago (the caller must tolerate losing a race for it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind an ephemeral port").port()
 }
 
 /// Whether something on `port` answers PING like a Redis that accepts commands (or that wants

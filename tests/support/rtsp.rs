@@ -6,11 +6,12 @@
 //! alive, so a failure shows what the server saw.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// Debian's python, which has `gi`; a pyenv python first on PATH does not.
 const PYTHON: &str = "/usr/bin/python3";
@@ -57,10 +58,7 @@ impl RtspServer {
 
     /// Kills the server (SIGKILL: clients see their connections reset, as when a camera dies).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill(&mut self.child);
     }
 
     /// Starts the server again on the same port with the same mounts.
@@ -159,10 +157,4 @@ fn check_gstreamer() {
         ),
         Err(e) => panic!("cannot run {PYTHON}: {e}; {SETUP}"),
     }
-}
-
-/// A loopback TCP port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
 }
