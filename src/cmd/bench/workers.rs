@@ -93,7 +93,8 @@ pub fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
         let embed = EmbedService::spawn("bench-embed", Box::new(embedder))?;
         let report = through_worker(&bus, embed, &crops, &args, pure).await?;
         let scaling = scaling(rt, &bus, &crops, &args).await?;
-        anyhow::Ok(format!("{report}\n\n{scaling}"))
+        let memory = memory(&bus, &crops).await?;
+        anyhow::Ok(format!("{report}\n\n{scaling}\n\n{memory}"))
     })?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
@@ -323,6 +324,69 @@ async fn through_worker(
         ttn.len(),
         pct(0.5),
         pct(0.99)
+    ))
+}
+
+/// Redis memory per faces stream entry, cached result and event, for sizing a deployment: the
+/// `used_memory` delta over as many items as there are crops, on the bench's own server.
+async fn memory(bus: &Bus, crops: &[(RgbImage, Vec<u8>)]) -> anyhow::Result<String> {
+    async fn used(bus: &Bus) -> anyhow::Result<i64> {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut bus.shared()).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("INFO memory has no used_memory")
+    }
+    let n = crops.len() as i64;
+    let per = |before: i64, after: i64| (after - before) as f64 / n as f64;
+    let before = used(bus).await?;
+    let mut jpeg_bytes = 0;
+    for (i, (_, jpeg)) in crops.iter().enumerate() {
+        add(bus, &entry_in("memory", jpeg, i as u64)).await?;
+        jpeg_bytes += jpeg.len();
+    }
+    let entries = used(bus).await?;
+    let result = crate::recognition::CachedResult::for_crop(
+        &RecognizerSpec::default().id,
+        1,
+        crate::recognition::FaceResult {
+            bbox: None,
+            person_id: Some("barack-obama".into()),
+            name: Some("Barack Obama".into()),
+            score: 0.77,
+            rejected: None,
+        },
+    );
+    let mut conn = bus.group("memory");
+    for (_, jpeg) in crops {
+        crate::bus::cache::set_json(&mut conn, &bus.keys().image(&content_key(jpeg)), &result, 86_400)
+            .await?;
+    }
+    let cached = used(bus).await?;
+    let stream = format!("{}:memory-events", bus.keys().prefix());
+    for (i, (_, jpeg)) in crops.iter().enumerate() {
+        let face = entry_in("memory", jpeg, i as u64);
+        let event = crate::recognition::face_event(
+            &format!("memory:{i}"),
+            &face,
+            &result.faces[0],
+            &result.model,
+            false,
+        );
+        let payload = serde_json::to_vec(&event)?;
+        streams::append_capped(&mut bus.shared(), &stream, 1_000_000, &[("event", payload.as_slice())])
+            .await?;
+    }
+    let evented = used(bus).await?;
+    Ok(format!(
+        "Redis memory per item (used_memory delta over {n} of each; the JPEG crops average {:.0} B)\n\
+         faces stream entry               {:>8.0} B\n\
+         cached result (image:<md5>)      {:>8.0} B\n\
+         event in the events stream       {:>8.0} B",
+        jpeg_bytes as f64 / n as f64,
+        per(before, entries),
+        per(entries, cached),
+        per(cached, evented),
     ))
 }
 
