@@ -12,8 +12,8 @@
 //!   carries the histograms into structs made before any registry exists (and in tests, none).
 //!   Time-to-name is the one non-stage histogram.
 //! - **Labels** are bounded by the configuration or by an enum in this file: `camera`, `group`,
-//!   `stage` ([`Stage`]), `reason` ([`DropReason`], [`RejectReason`], [`TrackDrop`]), `outcome`
-//!   and `kind`. Never a person, an md5, a message or a URL.
+//!   `stage` ([`Stage`]), `reason` ([`DropReason`], [`RejectReason`]) and
+//!   `outcome`. Never a person, an md5, a message or a URL.
 //! - A reason is an enum with `ALL` and `as_str()`; code never types a label string.
 
 use std::sync::OnceLock;

@@ -133,7 +133,7 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 /// over a 3-master Cluster: every faces stream entry becomes exactly one event with its id, each
 /// key sits on the master its slot says, and a subscriber on any master sees every event.
 #[test]
-fn cluster_with_two_ingest_and_two_recognize_processes_recognises_every_entry_exactly_once() {
+fn cluster_with_two_ingest_and_two_recognize_processes_recognize_every_entry_exactly_once() {
     let started = Instant::now();
     let cluster = RedisCluster::start(3);
     let node_of = |key: &str| cluster.node_for_key(key);

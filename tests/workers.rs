@@ -180,7 +180,7 @@ async fn two_hundred_crops_over_two_groups_give_two_hundred_events_with_the_righ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recognised() {
+async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recognized() {
     let Setup { redis, dir: _dir, config_path: _, config, bus, mut faces } = setup(&PEOPLE[..1]).await;
     let good = faces.crops("obama2.jpg", 1).remove(0);
     let base = support::faces::entry(&good, "cam1", "g1", 1);
@@ -226,7 +226,7 @@ async fn poison_entries_are_dead_lettered_with_reasons_and_good_ones_still_recog
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_enrolled_after_coming_back_unknown_is_recognised_next_time() {
+async fn a_person_enrolled_after_coming_back_unknown_is_recognized_next_time() {
     let Setup { redis, dir: _dir, config_path: _, config, bus, mut faces } = setup(&PEOPLE).await;
     let crop = faces.crops("biden.jpg", 1).remove(0);
     let entry = support::faces::entry(&crop, "cam1", "g1", 1);

@@ -18,7 +18,7 @@
 //! # Key-frames-only
 //! With `key_frames_only`, the codec context's `skip_frame` is `AVDISCARD_NONKEY`: libavcodec
 //! parses each non-key packet's headers and returns without reconstructing the picture, so the
-//! decode cost is roughly that of the key frames alone (tests/camera.rs measures it). With a
+//! decode cost is roughly that of the key frames alone (`redeye bench decode` measures it; tests/camera.rs prints it). With a
 //! one-second GOP this is about one frame a second per camera at a small fraction of the CPU.
 //!
 //! libavcodec runs single-threaded here (its default): we scale by cameras, one thread each.
