@@ -44,11 +44,13 @@ pub enum Stage {
     RedisXack,
     /// An event: `XADD` to the events stream, then `PUBLISH`.
     RedisPublish,
+    /// One shot's vote folded into its track record (the track script, worker).
+    RedisFold,
 }
 
 impl Stage {
     /// Every stage, in label order.
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Decode,
         Stage::Detect,
         Stage::Align,
@@ -59,6 +61,7 @@ impl Stage {
         Stage::RedisSet,
         Stage::RedisXack,
         Stage::RedisPublish,
+        Stage::RedisFold,
     ];
 
     /// The label value.
@@ -74,6 +77,7 @@ impl Stage {
             Stage::RedisSet => "redis_set",
             Stage::RedisXack => "redis_xack",
             Stage::RedisPublish => "redis_publish",
+            Stage::RedisFold => "redis_fold",
         }
     }
 }
@@ -151,6 +155,7 @@ impl RejectReason {
 pub struct StageHooks {
     stages: [OnceLock<Histogram>; Stage::ALL.len()],
     time_to_name: OnceLock<Histogram>,
+    visit_time_to_name: OnceLock<Histogram>,
 }
 
 impl StageHooks {
@@ -169,13 +174,21 @@ impl StageHooks {
         }
     }
 
-    /// Sends later observations to these histograms: `stages` indexed by [`Stage`] order, and
-    /// time-to-name. Only the first attachment counts.
-    pub fn attach(&self, stages: &[Histogram], time_to_name: &Histogram) {
+    /// Records the time from a track's first sighting (Unix ms) to now, its `arrived` event.
+    pub fn observe_visit_time_to_name(&self, first_seen_ms: u64) {
+        if let Some(h) = self.visit_time_to_name.get() {
+            h.observe(seconds_since(first_seen_ms));
+        }
+    }
+
+    /// Sends later observations to these histograms: `stages` indexed by [`Stage`] order,
+    /// time-to-name per face and per visit. Only the first attachment counts.
+    pub fn attach(&self, stages: &[Histogram], time_to_name: &Histogram, visit_time_to_name: &Histogram) {
         for (hook, h) in self.stages.iter().zip(stages) {
             let _ = hook.set(h.clone());
         }
         let _ = self.time_to_name.set(time_to_name.clone());
+        let _ = self.visit_time_to_name.set(visit_time_to_name.clone());
     }
 }
 
@@ -222,7 +235,7 @@ mod tests {
             .map(|s| Histogram::with_opts(prometheus::HistogramOpts::new(s.as_str(), "h")).unwrap())
             .collect();
         let ttn = Histogram::with_opts(prometheus::HistogramOpts::new("ttn", "h")).unwrap();
-        hooks.attach(&stages, &ttn);
+        hooks.attach(&stages, &ttn, &ttn);
         hooks.observe(Stage::Embed, Duration::from_millis(1));
         hooks.observe_time_to_name(unix_millis() + 60_000);
         assert_eq!(stages[Stage::Embed as usize].get_sample_count(), 1);

@@ -13,7 +13,7 @@
 //! [`poll_redis`] every [`POLL_INTERVAL`].
 //!
 //! Names follow `redeye_<subsystem>_<name>_<unit>`, counters end in `_total`, and the only
-//! labels are `camera`, `group`, `stage`, `reason` and `outcome` (plus `version` on
+//! labels are `camera`, `group`, `stage`, `reason`, `outcome` and `kind` (plus `version` on
 //! `redeye_build_info`), all bounded by the configuration. The README's "Metrics" section lists
 //! every family; the dashboards use only those.
 
@@ -28,7 +28,7 @@ use prometheus::{
 };
 
 use crate::camera::{CameraStats, DetectStats, GroupIngest};
-use crate::ingest::SinkStats;
+use crate::ingest::{SinkStats, Trackers};
 use crate::instrument::seconds_since;
 pub use crate::instrument::{Stage, StageHooks};
 use crate::recognize::worker::WorkerStats;
@@ -49,6 +49,7 @@ pub struct Metrics {
     /// One child of `redeye_stage_duration_seconds` per [`Stage`], resolved once.
     stages: Vec<Histogram>,
     time_to_name: Histogram,
+    visit_time_to_name: Histogram,
     gallery_people: IntGauge,
     stream_length: IntGaugeVec,
     stream_lag: IntGaugeVec,
@@ -85,6 +86,14 @@ impl Metrics {
             .buckets(TIME_TO_NAME_BUCKETS.to_vec()),
         )
         .expect("valid time-to-name histogram");
+        let visit_time_to_name = Histogram::with_opts(
+            HistogramOpts::new(
+                "redeye_visit_time_to_name_seconds",
+                "From a track's first sighting to its arrived event (the identity decided).",
+            )
+            .buckets(TIME_TO_NAME_BUCKETS.to_vec()),
+        )
+        .expect("valid visit time-to-name histogram");
         let gallery_people =
             IntGauge::new("redeye_gallery_people", "People enrolled in the gallery.").expect("valid gauge");
         let group_gauge = |name: &str, help: &str| {
@@ -111,6 +120,7 @@ impl Metrics {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(stage_vec),
             Box::new(time_to_name.clone()),
+            Box::new(visit_time_to_name.clone()),
             Box::new(gallery_people.clone()),
             Box::new(stream_length.clone()),
             Box::new(stream_lag.clone()),
@@ -125,6 +135,7 @@ impl Metrics {
             registry,
             stages,
             time_to_name,
+            visit_time_to_name,
             gallery_people,
             stream_length,
             stream_lag,
@@ -164,13 +175,13 @@ impl Metrics {
     /// Exports a camera's counters under `camera` and `group`, and attaches the stage
     /// histograms to its hooks (decode). Registering the same camera again replaces it.
     pub fn add_camera(&self, group: &str, camera: &str, stats: Arc<CameraStats>) {
-        stats.latency.attach(&self.stages, &self.time_to_name);
+        stats.latency.attach(&self.stages, &self.time_to_name, &self.visit_time_to_name);
         self.sources.add_camera(group, camera, stats);
     }
 
     /// Exports a group's detection counters and attaches the stage histograms (detect, align).
     pub fn add_detect(&self, group: &str, stats: Arc<DetectStats>) {
-        stats.latency.attach(&self.stages, &self.time_to_name);
+        stats.latency.attach(&self.stages, &self.time_to_name, &self.visit_time_to_name);
         self.sources.add_detect(group, stats);
     }
 
@@ -185,15 +196,21 @@ impl Metrics {
     /// Exports the recognition workers' counters (several registrations add up) and attaches
     /// the stage histograms (embed, match, Redis commands) and time-to-name.
     pub fn add_workers(&self, stats: Arc<WorkerStats>) {
-        stats.latency.attach(&self.stages, &self.time_to_name);
+        stats.latency.attach(&self.stages, &self.time_to_name, &self.visit_time_to_name);
         self.sources.add_workers(stats);
     }
 
     /// Exports ingest's cache hit and miss counters (several registrations add up) and
     /// attaches the stage histograms (Redis commands) and time-to-name (cache hits).
     pub fn add_sink(&self, stats: Arc<SinkStats>) {
-        stats.latency.attach(&self.stages, &self.time_to_name);
+        stats.latency.attach(&self.stages, &self.time_to_name, &self.visit_time_to_name);
         self.sources.add_sink(stats);
+    }
+
+    /// Exports the trackers' counters per camera (tracks started and ended, shots sent, faces
+    /// dropped by the tracker). Registering a camera again replaces it.
+    pub fn add_trackers(&self, trackers: &Trackers) {
+        self.sources.add_tracks(trackers.stats());
     }
 
     /// Creates the per-group gauges at zero, so the series exist before the first poll.

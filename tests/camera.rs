@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use md5::{Digest, Md5};
 use redeye::camera::{
-    BackoffPolicy, CROP_SIZE, CameraSpec, CameraStats, CameraTask, DecodeSettings, Decoder, DropReason,
-    EncodedFrame, FaceCrop, FaceSink, FileReader, FrameSlots, GroupIngest, GroupOptions, GroupSpec,
-    RtspSource, Source, Timeouts, yunet_detectors,
+    BackoffPolicy, CROP_SIZE, CameraSpec, CameraStats, CameraTask, DecodeSettings, Decoder, DetectedFrame,
+    DropReason, EncodedFrame, FaceCrop, FaceSink, FileReader, FrameSlots, GroupIngest, GroupOptions,
+    GroupSpec, RtspSource, Source, Timeouts, yunet_detectors,
 };
 use redeye::config::Transport;
 use redeye::vision::{DetectorSpec, QualityGate, Runtime, SessionOptions};
@@ -541,13 +541,13 @@ fn slow_detection_never_stalls_the_cameras() {
     });
 }
 
-/// What the detection stage hands on, collected.
+/// The faces the detection stage hands on, collected (frames without faces add nothing).
 #[derive(Default)]
 struct Collect(Mutex<Vec<FaceCrop>>);
 
 impl FaceSink for Collect {
-    fn accept(&self, crop: FaceCrop) {
-        self.0.lock().unwrap().push(crop);
+    fn accept(&self, frame: DetectedFrame) {
+        self.0.lock().unwrap().extend(frame.faces);
     }
 }
 

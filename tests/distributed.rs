@@ -149,7 +149,9 @@ fn cluster_with_two_ingest_and_two_recognize_processes_recognize_every_entry_exa
 
     let dir = tempfile::tempdir().unwrap();
     let (vga, short) = (clips::clip(&clips::vga()), clips::clip(&clips::short()));
+    // Frame level: every crop is an entry, recognised exactly once.
     let config = config()
+        .untracked()
         .redis_key("cluster", cluster.seeds())
         .group(file_group(ga, "door", &vga, 4.0))
         .group(file_group(gb, "ramp", &short, 4.0))
@@ -280,6 +282,7 @@ fn named_nodes_keep_each_groups_stream_dead_letters_and_cache_on_its_node() {
     // Different clips, so the two groups' crops (and cache keys) differ.
     let (vga, short) = (clips::clip(&clips::vga()), clips::clip(&clips::short()));
     let config = config()
+        .untracked()
         .redis_key("shared_node", "a")
         .node("a", &a)
         .node("b", &b)

@@ -2,7 +2,9 @@
 //! (ort sessions need `&mut`), taking the newest frames from the group's slots.
 //!
 //! Per frame: detect → quality gate on the box (size, score) → five-point alignment → gate on
-//! the crop (sharpness) → JPEG (quality 92) → MD5 of exactly those bytes → [`FaceSink::accept`].
+//! the crop (sharpness) → JPEG (quality 92) → MD5 of exactly those bytes; then the frame's
+//! accepted faces together → [`FaceSink::accept`], also when there are none (the tracker needs
+//! to see the empty frames to end tracks).
 //! The JPEG bytes are the content identity: the Redis cache key is `image:<md5>` and the faces
 //! stream carries the same bytes, so a consumer can re-hash what it received.
 
@@ -38,6 +40,9 @@ pub struct FaceCrop {
     pub score: f32,
     /// Eyes, nose tip, mouth corners in the frame's pixels (the subject's right first).
     pub landmarks: [[f32; 2]; 5],
+    /// Laplacian variance of the aligned crop (the gate's sharpness, one term of the tracker's
+    /// quality score).
+    pub sharpness: f32,
     /// The aligned crop, [`CROP_SIZE`] square.
     pub crop: RgbImage,
     /// `crop` as JPEG (quality [`JPEG_QUALITY`]): the bytes that are hashed and shipped.
@@ -46,13 +51,25 @@ pub struct FaceCrop {
     pub md5: String,
 }
 
-/// Where accepted faces go (the Redis hand-off, or a collector in tests).
+/// One detected frame: its accepted faces (possibly none), in the detector's order.
+#[derive(Debug, Clone)]
+pub struct DetectedFrame {
+    pub camera: Arc<str>,
+    pub group: Arc<str>,
+    /// Capture wall time of the frame.
+    pub capture_time: SystemTime,
+    pub frame_number: u64,
+    pub faces: Vec<FaceCrop>,
+}
+
+/// Where detected frames go (the Redis hand-off, or a collector in tests).
 ///
-/// Called on the detection threads. It may block (a durable hand-off should apply backpressure
+/// Called on the detection threads, once per frame detected, in no guaranteed order across
+/// threads (two threads may serve one camera). It may block (a durable hand-off should apply backpressure
 /// rather than drop): detection then falls behind and the camera slots drop older frames as
 /// `replaced`, while the RTSP readers are never stalled.
 pub trait FaceSink: Send + Sync {
-    fn accept(&self, crop: FaceCrop);
+    fn accept(&self, frame: DetectedFrame);
 }
 
 /// The running detection threads of a group.
@@ -133,14 +150,22 @@ impl DetectThread {
             };
             self.stats.faces_detected.fetch_add(detections.len() as u64, Relaxed);
             camera_stats.faces_detected.fetch_add(detections.len() as u64, Relaxed);
+            let mut faces = Vec::with_capacity(detections.len());
             for det in detections {
                 let one = Instant::now();
                 if let Some(crop) = self.crop(&frame, det) {
                     self.stats.latency.observe(Stage::Align, one.elapsed());
                     self.stats.faces_accepted.fetch_add(1, Relaxed);
-                    self.sink.accept(crop);
+                    faces.push(crop);
                 }
             }
+            self.sink.accept(DetectedFrame {
+                camera: frame.camera.clone(),
+                group: self.group.clone(),
+                capture_time: frame.capture_time,
+                frame_number: frame.frame_number,
+                faces,
+            });
         }
         tracing::debug!("Detection thread ending.");
     }
@@ -153,10 +178,13 @@ impl DetectThread {
             return None;
         }
         let crop = align_face(&frame.image, &det.landmarks, CROP_SIZE);
-        if let Err(r) = self.gate.check(&det, &crop) {
-            self.stats.reject(&r);
-            return None;
-        }
+        let sharpness = match self.gate.check(&det, &crop) {
+            Ok(sharpness) => sharpness,
+            Err(r) => {
+                self.stats.reject(&r);
+                return None;
+            }
+        };
         let jpeg = match encode_jpeg(&crop) {
             Ok(j) => j,
             Err(e) => {
@@ -174,6 +202,7 @@ impl DetectThread {
             bbox: det.bbox,
             score: det.score,
             landmarks: det.landmarks,
+            sharpness,
             md5: content_key(&jpeg),
             crop,
             jpeg,
@@ -201,10 +230,10 @@ mod tests {
     use std::sync::Mutex;
 
     #[derive(Default)]
-    struct Collect(Mutex<Vec<FaceCrop>>);
+    struct Collect(Mutex<Vec<DetectedFrame>>);
     impl FaceSink for Collect {
-        fn accept(&self, crop: FaceCrop) {
-            self.0.lock().unwrap().push(crop);
+        fn accept(&self, frame: DetectedFrame) {
+            self.0.lock().unwrap().push(frame);
         }
     }
 
@@ -242,7 +271,9 @@ mod tests {
         slots.close();
         let stats = pool.stats().clone();
         pool.join();
-        let got = sink.0.lock().unwrap();
+        let frames = sink.0.lock().unwrap();
+        assert_eq!(frames.len(), 1);
+        let got = &frames[0].faces;
         assert_eq!(got.len(), 1);
         let c = &got[0];
         assert_eq!((&*c.camera, &*c.group, c.frame_number), ("cam", "g", 42));

@@ -42,7 +42,7 @@ mod task;
 pub use crate::backoff::{Backoff, BackoffPolicy};
 pub use crate::instrument::DropReason;
 pub use decode::{DecodeError, DecodeSettings, Decoder, EncodedFrame, VideoCodec};
-pub use detect::{CROP_SIZE, DetectPool, FaceCrop, FaceSink, JPEG_QUALITY, encode_jpeg};
+pub use detect::{CROP_SIZE, DetectPool, DetectedFrame, FaceCrop, FaceSink, JPEG_QUALITY, encode_jpeg};
 pub use error::{CameraError, SessionEnd, error_chain};
 pub use file::FileReader;
 pub use frame::Frame;

@@ -54,6 +54,9 @@ pub struct Config {
     /// `[tracking]`: per-camera face tracks and which of their crops are sent.
     #[serde(default)]
     pub tracking: TrackingConfig,
+    /// `[events]`: per-face events next to the visit events, or not.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// `[[group]]`: camera groups. Each group has its own faces stream (and, with named nodes,
     /// its own Redis node).
     #[serde(default, rename = "group")]
@@ -222,6 +225,23 @@ pub struct TrackingConfig {
     /// enrolled during the visit is recognised (default 10000).
     #[serde(default = "default_refresh_ms")]
     pub refresh_ms: u64,
+    /// TTL of a track's record in Redis, in seconds, refreshed on every write to it (default
+    /// 3600). The record holds the vote and the decided identity, biometric data, so it must
+    /// not outlive the visit by much; it must outlive the gap between a track's last shot and
+    /// its end, or the `left` event is lost (ingest refreshes live tracks' records, see
+    /// `ingest::tracks`).
+    #[serde(default = "default_record_ttl_secs")]
+    pub record_ttl_secs: u64,
+}
+
+/// `[events]`: which events are published on the channel and the events stream.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct EventsConfig {
+    /// Also publish a per-face event (schema 1) for every crop recognised, next to the visit
+    /// events (default false). Without tracking, per-face events are the only events and are
+    /// always published.
+    #[serde(default)]
+    pub faces: bool,
 }
 
 /// `[[group]]`: a camera group.
@@ -432,7 +452,15 @@ impl Default for TrackingConfig {
             min_interval_ms: default_min_interval_ms(),
             quality_margin: default_quality_margin(),
             refresh_ms: default_refresh_ms(),
+            record_ttl_secs: default_record_ttl_secs(),
         }
+    }
+}
+
+impl Config {
+    /// Whether recognised crops become per-face events (schema 1): always without tracking.
+    pub fn face_events(&self) -> bool {
+        self.events.faces || !self.tracking.enabled
     }
 }
 
@@ -501,6 +529,9 @@ fn default_quality_margin() -> f32 {
 }
 fn default_refresh_ms() -> u64 {
     10_000
+}
+fn default_record_ttl_secs() -> u64 {
+    3_600
 }
 fn default_detect_threads() -> usize {
     1

@@ -11,6 +11,8 @@ use super::{CameraConfig, Config, Problem, Seg};
 /// Accepted range of a camera's sampling rate, frames per second.
 pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
 
+/// Longest accepted track record TTL: a day. A record is biometric data; a visit is hours at most.
+const MAX_RECORD_TTL_SECS: u64 = 86_400;
 /// Longest accepted `[tracking]` time, ms: an hour-long track or refresh is a typo, not a visit.
 pub const MAX_TRACKING_MS: u64 = 3_600_000;
 
@@ -380,6 +382,17 @@ impl Checker<'_> {
                     format!("{field} {value} must be between {min} and {MAX_TRACKING_MS} (1 h)"),
                 );
             }
+        }
+        // The record must outlive the longest gap between shots (refresh_ms) with room to spare.
+        let min_ttl = (t.refresh_ms / 1000).max(60);
+        if !(min_ttl..=MAX_RECORD_TTL_SECS).contains(&t.record_ttl_secs) {
+            self.report(
+                at("record_ttl_secs"),
+                format!(
+                    "record_ttl_secs {} must be between {min_ttl} (60 s, and at least refresh_ms) and {MAX_RECORD_TTL_SECS} (1 day)",
+                    t.record_ttl_secs
+                ),
+            );
         }
     }
 }

@@ -13,9 +13,11 @@ use prometheus::core::Desc;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::camera::{CameraStats, DetectStats};
-use crate::ingest::SinkStats;
+use crate::ingest::{SinkStats, TrackStats};
 use crate::instrument::{DropReason, RejectReason};
 use crate::recognize::worker::WorkerStats;
+use crate::track;
+use crate::visit::{VisitCounts, VisitKind};
 
 /// A family this collector emits.
 struct Family {
@@ -150,7 +152,38 @@ const INGEST_LOST: Family = Family {
     labels: &[],
 };
 
-const ALL: [&Family; 20] = [
+const TRACKS_STARTED: Family = Family {
+    name: "redeye_tracks_started_total",
+    help: "Face tracks confirmed (seen in min_hits frames): visits begun.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const TRACKS_ENDED: Family = Family {
+    name: "redeye_tracks_ended_total",
+    help: "Confirmed face tracks that ended (unseen for max_age_ms, or shutdown).",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const SHOTS_SENT: Family = Family {
+    name: "redeye_shots_sent_total",
+    help: "Best shots of tracks handed off to recognition.",
+    kind: MetricType::COUNTER,
+    labels: CAMERA,
+};
+const FACES_TRACKED: Family = Family {
+    name: "redeye_faces_tracked_dropped_total",
+    help: "Accepted faces the tracker did not send, by reason (tentative, not_better, too_soon, max_shots, out_of_order).",
+    kind: MetricType::COUNTER,
+    labels: CAMERA_REASON,
+};
+const VISIT_EVENTS: Family = Family {
+    name: "redeye_visit_events_total",
+    help: "Visit events published by this process, by kind (arrived, updated, left).",
+    kind: MetricType::COUNTER,
+    labels: &["kind"],
+};
+
+const ALL: [&Family; 25] = [
     &CAMERA_UP,
     &FRAMES_RECEIVED,
     &FRAMES_DECODED,
@@ -171,6 +204,11 @@ const ALL: [&Family; 20] = [
     &CACHE_MISSES,
     &INGEST_RETRIES,
     &INGEST_LOST,
+    &TRACKS_STARTED,
+    &TRACKS_ENDED,
+    &SHOTS_SENT,
+    &FACES_TRACKED,
+    &VISIT_EVENTS,
 ];
 
 /// What has been registered.
@@ -181,6 +219,8 @@ struct Registered {
     detect: Vec<(String, Arc<DetectStats>)>,
     workers: Vec<Arc<WorkerStats>>,
     sinks: Vec<Arc<SinkStats>>,
+    /// `(group, camera)` -> tracking counters.
+    tracks: Vec<(String, String, Arc<TrackStats>)>,
 }
 
 /// The registered sources and the descriptors of the families they become.
@@ -224,6 +264,14 @@ impl Sources {
 
     pub(super) fn add_sink(&self, stats: Arc<SinkStats>) {
         self.lock().sinks.push(stats);
+    }
+
+    pub(super) fn add_tracks(&self, cameras: Vec<(String, String, Arc<TrackStats>)>) {
+        let mut r = self.lock();
+        for (group, camera, stats) in cameras {
+            r.tracks.retain(|(g, c, _)| !(*g == group && *c == camera));
+            r.tracks.push((group, camera, stats));
+        }
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -316,6 +364,42 @@ impl Sources {
             family(&CACHE_MISSES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_misses))]);
             family(&INGEST_RETRIES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.retries))]);
             family(&INGEST_LOST, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.lost))]);
+        }
+
+        let per_tracked = |value: &dyn Fn(&TrackStats) -> u64| -> Vec<Metric> {
+            r.tracks
+                .iter()
+                .map(|(g, c, s)| metric(MetricType::COUNTER, &[("camera", c), ("group", g)], value(s) as f64))
+                .collect()
+        };
+        family(&TRACKS_STARTED, per_tracked(&|s| s.started.load(Relaxed)));
+        family(&TRACKS_ENDED, per_tracked(&|s| s.ended.load(Relaxed)));
+        family(&SHOTS_SENT, per_tracked(&|s| s.shots_sent.load(Relaxed)));
+        let tracked = r
+            .tracks
+            .iter()
+            .flat_map(|(g, c, s)| {
+                track::DropReason::ALL.iter().map(move |&reason| {
+                    let labels = [("camera", c.as_str()), ("group", g.as_str()), ("reason", reason.as_str())];
+                    metric(MetricType::COUNTER, &labels, s.dropped(reason) as f64)
+                })
+            })
+            .collect();
+        family(&FACES_TRACKED, tracked);
+
+        // Workers publish arrivals, updates and most departures; ingest the departures of
+        // tracks whose shots were all folded when they ended. Either may run alone.
+        let counts: Vec<&VisitCounts> =
+            r.workers.iter().map(|w| &w.visits).chain(r.sinks.iter().map(|s| &s.visits)).collect();
+        if !counts.is_empty() && (!r.tracks.is_empty() || !r.workers.is_empty()) {
+            let visits = VisitKind::ALL
+                .iter()
+                .map(|&kind| {
+                    let total: u64 = counts.iter().map(|c| c.get(kind)).sum();
+                    metric(MetricType::COUNTER, &[("kind", kind.as_str())], total as f64)
+                })
+                .collect();
+            family(&VISIT_EVENTS, visits);
         }
         out
     }

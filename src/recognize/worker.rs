@@ -1,8 +1,10 @@
 //! A recognition worker: reads one group's faces stream through the `recognizers` consumer
-//! group, embeds and matches each crop, caches the result, publishes the event, then acks.
+//! group, embeds and matches each crop, caches the result, then either folds it into its
+//! track's record and publishes the visit events that decided (a shot of a track), or
+//! publishes a per-face event (an untracked crop, or with `[events] faces = true`), then acks.
 //!
-//! Nothing lost: an entry is acked only after its result is cached and its event is in the
-//! events stream, so a worker that dies mid-batch leaves its entries pending; another worker
+//! Nothing lost: an entry is acked only after its result is cached, folded, and its events are
+//! in the events stream, so a worker that dies mid-batch leaves its entries pending; another worker
 //! claims them after `claim_idle_ms` (XAUTOCLAIM) and recognises them again, and the event
 //! carries the entry id, so a subscriber can tell the duplicate. An entry that cannot be parsed
 //! is dead-lettered at once with the reason; one that keeps failing is dead-lettered after
@@ -29,9 +31,10 @@ use super::matcher::MatchError;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams};
 use crate::config::Config;
-use crate::instrument::{Stage, StageHooks};
+use crate::instrument::{Stage, StageHooks, unix_millis};
 use crate::recognition::{CachedResult, FaceResult, Finisher, face_event};
-use crate::wire::FaceEntry;
+use crate::visit::{self, FoldStatus, ShotVote, TrackKey, VisitCounts, VotePolicy};
+use crate::wire::{FaceEntry, PersonRef};
 
 /// What a worker needs from `cameras.toml`.
 #[derive(Debug, Clone)]
@@ -43,6 +46,11 @@ pub struct Settings {
     pub cache_ttl_secs: u64,
     pub dead_maxlen: u64,
     pub events_maxlen: u64,
+    /// Publish a per-face event for shots of tracks too (`[events] faces`).
+    pub face_events: bool,
+    /// TTL of track records, refreshed by every fold.
+    pub record_ttl_secs: u64,
+    pub vote: VotePolicy,
 }
 
 impl Settings {
@@ -55,6 +63,9 @@ impl Settings {
             cache_ttl_secs: config.redis.cache_ttl_secs,
             dead_maxlen: config.redis.dead_stream_maxlen,
             events_maxlen: config.redis.events_stream_maxlen,
+            face_events: config.face_events(),
+            record_ttl_secs: config.tracking.record_ttl_secs,
+            vote: VotePolicy::default(),
         }
     }
 }
@@ -67,6 +78,8 @@ pub struct WorkerStats {
     pub dead_letters: AtomicU64,
     pub claimed: AtomicU64,
     pub errors: AtomicU64,
+    /// Visit events this worker published.
+    pub visits: VisitCounts,
     /// Embed, match and Redis latencies and time-to-name, once the metrics registry attaches.
     pub latency: StageHooks,
 }
@@ -274,20 +287,39 @@ impl RecognitionWorker {
             let m = matcher.best(embedding)?;
             self.stats.latency.observe(Stage::Match, started.elapsed());
             let score = if m.score.is_finite() { m.score } else { 0.0 };
-            let (person_id, name) = m.person.unzip();
-            let known = person_id.is_some();
+            let person = m.person.map(|(id, name)| PersonRef { id, name });
+            let known = person.is_some();
+            let (person_id, name) = person.clone().map(|p| (p.id, p.name)).unzip();
             let result = CachedResult::for_crop(
                 model,
                 version,
                 FaceResult { bbox: None, person_id, name, score, rejected: None },
             );
-            // Stream ids are unique per stream only; the group makes them unique everywhere.
-            let event_id = format!("{}:{}", self.group, entry.id);
-            let event = face_event(&event_id, face, &result.faces[0], model, false);
-            finisher.finish(&mut conn, face, &result, &event, &self.stats.latency).await?;
+            let track = visit::shot_track(entry);
+            if self.settings.face_events || track.is_none() {
+                // Stream ids are unique per stream only; the group makes them unique everywhere.
+                let event_id = format!("{}:{}", self.group, entry.id);
+                let event = face_event(&event_id, face, &result.faces[0], model, false);
+                finisher.finish(&mut conn, face, &result, &event, &self.stats.latency).await?;
+            } else {
+                finisher.cache(&mut conn, &face.md5, &result, &self.stats.latency).await?;
+            }
+            if let Some((track, _)) = track {
+                let vote = ShotVote {
+                    shot_id: &entry.id,
+                    person: person.as_ref(),
+                    score,
+                    face_px: face.bbox.w.min(face.bbox.h),
+                    md5: &face.md5,
+                    bbox: face.bbox,
+                    capture_ts: face.capture_ts,
+                    model,
+                };
+                self.fold(&mut conn, track, &entry.id, Some(&vote)).await?;
+            }
             let counter = if known { &self.stats.known } else { &self.stats.unknown };
             counter.fetch_add(1, Ordering::Relaxed);
-            debug!(id = %entry.id, camera = %face.camera, person = ?event.person, score, "Recognised.");
+            debug!(id = %entry.id, camera = %face.camera, ?person, score, "Recognised.");
             ids.push(entry.id.as_str());
         }
         let started = Instant::now();
@@ -315,6 +347,44 @@ impl RecognitionWorker {
         Ok((face, crop))
     }
 
+    /// Folds a shot's vote (or, for `None`, its failure) into its track's record, then
+    /// publishes what that decided. Idempotent per shot: a redelivered shot votes once and
+    /// publishes only what is not yet published.
+    async fn fold(
+        &self,
+        conn: &mut RedisConn,
+        track: &str,
+        shot_id: &str,
+        vote: Option<&ShotVote<'_>>,
+    ) -> Result<(), BusError> {
+        let keys = self.bus.keys();
+        let record = TrackKey::new(keys, &self.group, track);
+        let (now, ttl) = (unix_millis(), self.settings.record_ttl_secs);
+        let started = Instant::now();
+        let folded = match vote {
+            Some(vote) => visit::fold(conn, &record, vote, &self.settings.vote, now, ttl).await?,
+            None => visit::fold_failed(conn, &record, shot_id, now, ttl).await?,
+        };
+        self.stats.latency.observe(Stage::RedisFold, started.elapsed());
+        if folded.status == FoldStatus::NoRecord {
+            // Expired (a shot older than the record TTL, after an outage) or never sent.
+            warn!(track, "The shot's track record is gone; its vote is not counted.");
+            return Ok(());
+        }
+        let mut shared = self.bus.shared();
+        let published =
+            visit::publish_unpublished(&mut shared, conn, keys, &folded, self.settings.events_maxlen, ttl)
+                .await?;
+        for a in &published {
+            info!(track, kind = a.kind.as_str(), person = ?a.person.as_ref().map(|p| &p.name), "Visit event.");
+        }
+        self.stats.visits.count_all(&published, &self.stats.latency);
+        Ok(())
+    }
+
+    /// Moves a poison or undeliverable entry to the dead letters. A shot of a track is folded
+    /// as failed first, so its track still ends; on a crash between the two, the redelivered
+    /// entry folds again (a no-op) and is dead-lettered.
     async fn dead_letter(
         &self,
         conn: &mut RedisConn,
@@ -322,6 +392,9 @@ impl RecognitionWorker {
         entry: &StreamEntry,
         reason: &str,
     ) -> Result<(), BusError> {
+        if let Some((track, _)) = visit::shot_track(entry) {
+            self.fold(conn, track, &entry.id, None).await?;
+        }
         let dead = self.bus.keys().dead(&self.group);
         streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead_maxlen, entry, reason)
             .await?;

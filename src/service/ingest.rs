@@ -20,6 +20,8 @@ use crate::vision::{QualityGate, Runtime};
 pub struct Ingest {
     pub groups: Vec<GroupIngest>,
     pub sink: Arc<RedisSink>,
+    /// Ends the tracks of cameras that stopped sending frames (see [`RedisSink::run_expiry`]).
+    expiry: tokio::task::JoinHandle<()>,
 }
 
 impl Ingest {
@@ -29,6 +31,9 @@ impl Ingest {
             metrics.add_group_ingest(group);
         }
         metrics.add_sink(self.sink.stats().clone());
+        if let Some(trackers) = self.sink.trackers() {
+            metrics.add_trackers(trackers);
+        }
     }
 
     /// The names of the running groups.
@@ -55,9 +60,10 @@ pub fn start(
     // Detection threads run beside the decode threads and the workers: one ONNX Runtime thread
     // each, and more detection threads per group where `detect_threads` asks for them.
     let opts = crate::vision::SessionOptions { intra_threads: 1, ..Default::default() };
-    let sink = Arc::new(RedisSink::new(bus.clone(), config, health.clone(), token.clone()));
+    let selected = app::select_groups(config, names)?;
+    let sink = Arc::new(RedisSink::new(bus.clone(), config, &selected, health.clone(), token.clone()));
     let mut groups = Vec::new();
-    for group in app::select_groups(config, names)? {
+    for group in selected {
         let spec = GroupSpec::from_config(group, config).with_context(|| format!("group {}", group.name))?;
         let detectors = camera::yunet_detectors(runtime, &config.detector, &opts, group.detect_threads)?;
         let cameras = spec.cameras.len();
@@ -72,13 +78,23 @@ pub fn start(
         tracing::info!(group = %group.name, cameras, "Ingest started.");
         groups.push(ingest);
     }
-    Ok(Ingest { groups, sink })
+    let expiry = tokio::spawn({
+        let (sink, token) = (sink.clone(), token.clone());
+        async move { sink.run_expiry(token).await }
+    });
+    Ok(Ingest { groups, sink, expiry })
 }
 
-/// After the token is cancelled: waits for cameras (TEARDOWN) and detection, within the grace.
+/// After the token is cancelled: waits for cameras (TEARDOWN) and detection, then ends every
+/// live track (each visit gets its `left`), within the grace.
 pub async fn stop(ingest: Ingest) {
-    let joins = futures::future::join_all(ingest.groups.into_iter().map(GroupIngest::join));
-    if tokio::time::timeout(SHUTDOWN_GRACE, joins).await.is_err() {
+    let Ingest { groups, sink, expiry } = ingest;
+    let all = async {
+        futures::future::join_all(groups.into_iter().map(GroupIngest::join)).await;
+        let _ = expiry.await;
+        sink.finish().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("Ingest did not stop within the grace period.");
     }
 }

@@ -136,6 +136,11 @@ impl Tracker {
         self.tracks.len()
     }
 
+    /// Ids of the live tracks that have sent a shot, so have a record in Redis.
+    pub fn with_record(&self) -> impl Iterator<Item = &str> {
+        self.tracks.iter().filter(|t| t.shots.sent > 0).map(|t| t.id.as_str())
+    }
+
     /// Tracks seen only once have no velocity yet, so a fast face may not overlap its prediction:
     /// pair the leftovers by distance (see [`match_nearby`]).
     fn match_once_seen(&self, ts_ms: u64, boxes: &[BBox], pairs: &mut Vec<(usize, usize)>) {

@@ -67,7 +67,8 @@ impl FacePipeline {
             .into_iter()
             .map(|detection| {
                 let crop = align_face(img, &detection.landmarks, size);
-                let gate = self.gate.check(&detection, &crop);
+                // The sharpness only matters to the tracker.
+                let gate = self.gate.check(&detection, &crop).map(|_sharpness| ());
                 AlignedFace { detection, crop, gate }
             })
             .collect())

@@ -118,16 +118,15 @@ impl QualityGate {
         Ok(())
     }
 
-    /// Checks the detection, then the sharpness of its aligned crop.
-    pub fn check(&self, det: &Detection, crop: &RgbImage) -> Result<(), Rejection> {
+    /// Checks the detection, then the sharpness of its aligned crop. Returns the sharpness
+    /// (the Laplacian variance), which the tracker's quality score uses too.
+    pub fn check(&self, det: &Detection, crop: &RgbImage) -> Result<f32, Rejection> {
         self.check_detection(det)?;
-        if self.spec.min_sharpness > 0.0 {
-            let sharpness = laplacian_variance(crop);
-            if sharpness < self.spec.min_sharpness {
-                return Err(Rejection::Blurry { sharpness });
-            }
+        let sharpness = laplacian_variance(crop);
+        if sharpness < self.spec.min_sharpness {
+            return Err(Rejection::Blurry { sharpness });
         }
-        Ok(())
+        Ok(sharpness)
     }
 }
 
@@ -188,14 +187,14 @@ mod tests {
         assert_eq!(gate.check(&det(10.0, 0.99), &sharp).unwrap_err().as_str(), "too_small");
         assert_eq!(gate.check(&det(80.0, 0.62), &sharp).unwrap_err().as_str(), "low_score");
         assert_eq!(gate.check(&det(80.0, 0.95), &flat).unwrap_err().as_str(), "blurry");
-        assert_eq!(gate.check(&det(80.0, 0.95), &sharp), Ok(()));
+        assert!(gate.check(&det(80.0, 0.95), &sharp).unwrap() > 1000.0);
     }
 
     #[test]
     fn zero_disables_the_blur_check() {
         let gate = QualityGate::new(QualitySpec { min_sharpness: 0.0, ..QualitySpec::default() });
         let flat = RgbImage::from_pixel(112, 112, image::Rgb([90, 90, 90]));
-        assert_eq!(gate.check(&det(80.0, 0.95), &flat), Ok(()));
+        assert_eq!(gate.check(&det(80.0, 0.95), &flat), Ok(0.0));
     }
 
     #[test]

@@ -31,7 +31,31 @@ pub use record::{
     end_track, fold, fold_failed, mark_published, send_shot,
 };
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use crate::bus::{BusError, Keys, RedisConn, StreamEntry, events};
+use crate::instrument::StageHooks;
+
+/// Visit events published, by kind; the metrics module reads them.
+#[derive(Debug, Default)]
+pub struct VisitCounts([AtomicU64; VisitKind::ALL.len()]);
+
+impl VisitCounts {
+    /// Counts each published announcement, and records an `arrived`'s time-to-name (first
+    /// sighting to now) in `hooks`.
+    pub fn count_all(&self, published: &[&Announcement], hooks: &StageHooks) {
+        for a in published {
+            self.0[a.kind as usize].fetch_add(1, Relaxed);
+            if a.kind == VisitKind::Arrived {
+                hooks.observe_visit_time_to_name(a.first_seen);
+            }
+        }
+    }
+
+    pub fn get(&self, kind: VisitKind) -> u64 {
+        self.0[kind as usize].load(Relaxed)
+    }
+}
 
 /// Publishes `announcement` as a [`VisitEvent`] (events stream, then channel, on `shared`)
 /// and marks it published in its track record (on `group_conn`). Returns the events stream id.
@@ -52,21 +76,32 @@ pub async fn publish(
     Ok(id)
 }
 
-/// [`publish`]es every announcement of `folded` not yet published, in order. Returns how many.
-pub async fn publish_unpublished(
+/// [`publish`]es every announcement of `folded` not yet published, in order. Returns those.
+pub async fn publish_unpublished<'a>(
     shared: &mut RedisConn,
     group_conn: &mut RedisConn,
     keys: &Keys,
-    folded: &Folded,
+    folded: &'a Folded,
     events_maxlen: u64,
     ttl_secs: u64,
-) -> Result<usize, BusError> {
-    let mut n = 0;
+) -> Result<Vec<&'a Announcement>, BusError> {
+    let mut published = Vec::new();
     for a in folded.announcements.iter().filter(|a| !a.published) {
         publish(shared, group_conn, keys, a, events_maxlen, ttl_secs).await?;
-        n += 1;
+        published.push(a);
     }
-    Ok(n)
+    Ok(published)
+}
+
+/// Refreshes the TTL of a live track's record (ingest does this for long visits).
+pub async fn touch(conn: &mut RedisConn, track: &TrackKey, ttl_secs: u64) -> Result<(), BusError> {
+    let _: i64 = redis::cmd("EXPIRE")
+        .arg(&track.key)
+        .arg(ttl_secs.max(1))
+        .query_async(conn)
+        .await
+        .map_err(|e| conn.error(format!("EXPIRE {}", track.key), e))?;
+    Ok(())
 }
 
 /// The track id and first sighting of a faces stream entry sent by [`send_shot`]; `None` for an

@@ -28,6 +28,9 @@ pub enum VisitKind {
 }
 
 impl VisitKind {
+    /// Every kind, in declaration order (the index of each is `kind as usize`).
+    pub const ALL: [VisitKind; 3] = [VisitKind::Arrived, VisitKind::Updated, VisitKind::Left];
+
     pub fn as_str(self) -> &'static str {
         match self {
             VisitKind::Arrived => "arrived",

@@ -76,6 +76,18 @@ impl TestConfig {
         self
     }
 
+    /// Any key of any table, e.g. `("tracking", "max_age_ms", 1500)`.
+    pub fn set(mut self, section: &str, key: &str, value: impl Into<Value>) -> TestConfig {
+        self.section(section).insert(key.into(), value.into());
+        self
+    }
+
+    /// `[tracking] enabled = false`: every accepted face is looked up in the content cache and
+    /// sent, one per-face event each (the frame-level pipeline).
+    pub fn untracked(self) -> TestConfig {
+        self.set("tracking", "enabled", false)
+    }
+
     /// A `[[group]]`.
     pub fn group(mut self, group: Group) -> TestConfig {
         array(&mut self.root, "group").push(Value::Table(group.0));

@@ -178,6 +178,9 @@ fn settings(batch: usize) -> Settings {
         cache_ttl_secs: 600,
         dead_maxlen: 10_000,
         events_maxlen: 1_000_000,
+        face_events: true,
+        record_ttl_secs: 600,
+        vote: crate::visit::VotePolicy::default(),
     }
 }
 
