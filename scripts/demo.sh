@@ -48,7 +48,9 @@ make_clip() {
   local inputs=() graph="" i=0
   for p in "$@"; do
     inputs+=(-loop 1 -framerate 25 -t 3 -i "$PHOTOS/$p")
-    graph+="[$i:v]scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[v$i];"
+    # Each person for 3 s, then 3 s of an empty scene: longer than [tracking] max_age_ms, so
+    # every photo is a visit of its own (arrived, then left), as people passing a camera are.
+    graph+="[$i:v]scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,tpad=stop_mode=add:stop_duration=3:color=black[v$i];"
     i=$((i + 1))
   done
   for j in $(seq 0 $((i - 1))); do graph+="[v$j]"; done
@@ -56,16 +58,16 @@ make_clip() {
   ffmpeg -hide_banner -loglevel error -y "${inputs[@]}" -filter_complex "$graph" -map '[out]' \
     -c:v libx264 -preset veryfast -g 25 -bf 0 -sc_threshold 0 -movflags +faststart "$out"
 }
-make_clip "$DEMO/entrance.mp4" obama2.jpg cage2_crop.jpg biden.jpg franck_02888.jpg
-make_clip "$DEMO/food-court.mp4" sean_guru2_crop.jpg obama3.jpg audrey.jpg franck_04117.jpg
+make_clip "$DEMO/entrance-visits.mp4" obama2.jpg cage2_crop.jpg biden.jpg franck_02888.jpg
+make_clip "$DEMO/food-court-visits.mp4" sean_guru2_crop.jpg obama3.jpg audrey.jpg franck_04117.jpg
 
 # 3. Cameras: RTSP through GStreamer when it works, file sources otherwise.
 rtsp_port="$(free_port)"
-URL_ENTRANCE="file://$DEMO/entrance.mp4"
-URL_FOOD="file://$DEMO/food-court.mp4"
+URL_ENTRANCE="file://$DEMO/entrance-visits.mp4"
+URL_FOOD="file://$DEMO/food-court-visits.mp4"
 if /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
   /usr/bin/python3 "$ROOT/scripts/rtsp_server.py" "$rtsp_port" \
-    "entrance=$DEMO/entrance.mp4" "food-court=$DEMO/food-court.mp4" > "$DEMO/rtsp.log" 2>&1 &
+    "entrance=$DEMO/entrance-visits.mp4" "food-court=$DEMO/food-court-visits.mp4" > "$DEMO/rtsp.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do grep -q ready "$DEMO/rtsp.log" 2>/dev/null && break; sleep 0.1; done
   if grep -q ready "$DEMO/rtsp.log"; then
@@ -115,6 +117,6 @@ done
 # 6. Run ingest and workers, and watch the events.
 REDEYE_LOG="${REDEYE_LOG:-warn}" "$BIN" "${CONFIG[@]}" run > "$DEMO/run.log" 2>&1 &
 PIDS+=($!)
-say "redeye run is up (log: $DEMO/run.log); recognition events for ${RUN_FOR}s:"
+say "redeye run is up (log: $DEMO/run.log); visits (arrived, left) for ${RUN_FOR}s:"
 timeout --foreground "$RUN_FOR" "$BIN" "${CONFIG[@]}" subscribe --format text || true
 say "done"

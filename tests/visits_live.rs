@@ -105,6 +105,11 @@ fn one_person_for_a_minute_is_one_arrival_and_few_shots() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let accepted = metric_sum(admin, "redeye_faces_accepted_total");
+    assert_eq!(metric_sum(admin, "redeye_tracks_started_total"), 1.0);
+    assert_eq!(metric_sum(admin, "redeye_shots_sent_total"), faces_stream_len(&redis) as f64);
+    assert!(metric_sum(admin, "redeye_faces_tracked_dropped_total") > 0.0);
+    assert_eq!(metric_sum(admin, "redeye_visit_events_total"), visits(&redis).len() as f64);
+    assert_eq!(metric_sum(admin, "redeye_visit_time_to_name_seconds_count"), 1.0);
     let shots = faces_stream_len(&redis) as f64;
     let events = visits(&redis);
     let arrived = of_kind(&events, VisitKind::Arrived);
@@ -202,4 +207,67 @@ fn an_unknown_enrolled_mid_visit_is_updated_with_the_name() {
     assert_eq!(updated[0].track, arrived.track);
     assert_eq!(person(updated[0]), Some(FRANCK));
     assert_eq!(of_kind(&events, VisitKind::Arrived).len(), 1, "still one visit: {events:#?}");
+}
+
+/// Two worker processes on one stream, one killed with SIGKILL mid-visit: the survivor claims
+/// its pending shots, every track gets exactly one `arrived` and, once ingest stops, exactly one
+/// `left` that counts every shot sent, and nothing stays pending.
+#[test]
+fn a_worker_killed_mid_visit_loses_nothing_and_announces_once() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A shot a second per track, so both workers get shots of both tracks; a short claim idle
+    // time, so the survivor takes over the dead worker's shots quickly.
+    // Three processes: each admin server on a port of its own (the default, port 0).
+    let config = TestConfig::new(PREFIX)
+        .redis(&redis)
+        .set("tracking", "refresh_ms", 1000)
+        .set("tracking", "max_shots", 40)
+        .worker("claim_idle_ms", 2000)
+        .worker("batch", 1)
+        .group(camera(&clips::side_by_side()))
+        .write(dir.path());
+    enroll_franck(&config);
+    let mut workers = [
+        Process::redeye(dir.path(), "recognize-1", &config, &["recognize", "--workers", "1"]),
+        Process::redeye(dir.path(), "recognize-2", &config, &["recognize", "--workers", "1"]),
+    ];
+    let mut ingest = Process::redeye(dir.path(), "ingest", &config, &["ingest"]);
+    wait_until(Duration::from_secs(60), "two arrivals", || {
+        of_kind(&visits(&redis), VisitKind::Arrived).len() >= 2
+    });
+    // Both consumers have read shots by now (one a second per track, batches of one).
+    std::thread::sleep(Duration::from_secs(4));
+    let consumers: Vec<Vec<redis::Value>> = redis.query(
+        redis::cmd("XINFO").arg("CONSUMERS").arg(format!("{PREFIX}:{{lobby}}:faces")).arg("recognizers"),
+    );
+    assert_eq!(consumers.len(), 2, "two consumers read the stream");
+    workers[0].kill();
+    std::thread::sleep(Duration::from_secs(8));
+    ingest.terminate(Duration::from_secs(20));
+    workers[1].assert_running();
+    wait_until(Duration::from_secs(30), "two departures", || {
+        of_kind(&visits(&redis), VisitKind::Left).len() >= 2
+    });
+    let pending: Vec<redis::Value> =
+        redis.query(redis::cmd("XPENDING").arg(format!("{PREFIX}:{{lobby}}:faces")).arg("recognizers"));
+    assert_eq!(pending.first(), Some(&redis::Value::Int(0)), "nothing pending: {pending:?}");
+
+    let events = visits(&redis);
+    let shots: Vec<(String, HashMap<String, Vec<u8>>)> =
+        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:{{lobby}}:faces")).arg("-").arg("+"));
+    let mut per_track: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, fields) in &shots {
+        *per_track.entry(String::from_utf8(fields["track"].clone()).unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_track.len(), 2, "two tracks sent shots: {per_track:?}");
+    for (track, sent) in &per_track {
+        let of_track = |kind| events.iter().filter(|e| &e.track == track && e.kind == kind).count();
+        assert_eq!(of_track(VisitKind::Arrived), 1, "{track}: {events:#?}");
+        assert_eq!(of_track(VisitKind::Left), 1, "{track}: {events:#?}");
+        let left = events.iter().find(|e| &e.track == track && e.kind == VisitKind::Left).unwrap();
+        assert_eq!(left.shots, Some(*sent), "{track}: every shot sent was folded once");
+    }
+    let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "no event published twice: {events:#?}");
 }

@@ -377,8 +377,8 @@ async fn subscribe_from_replays_then_follows_without_gap_or_duplicate() {
     let redeye = |args: &[&str]| {
         redeye_command(&config_path).arg("subscribe").args(args).stdout(Stdio::piped()).spawn().unwrap()
     };
-    let mut replay = redeye(&["--from", "0", "--count", "9"]);
-    let live = redeye(&["--camera", "cam2", "--count", "3"]);
+    let mut replay = redeye(&["--from", "0", "--count", "9", "--kind", "face"]);
+    let live = redeye(&["--camera", "cam2", "--count", "3", "--kind", "face"]);
     let mut replay_out = BufReader::new(replay.stdout.take().unwrap());
     // The replay prints the six past events before any new one exists.
     let mut lines = Vec::new();

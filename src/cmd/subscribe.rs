@@ -1,4 +1,5 @@
-//! `redeye subscribe`: recognition events as JSON lines.
+//! `redeye subscribe`: events as JSON lines, or readable lines: visits (arrived, updated,
+//! left; schema 2) by default, per-face recognitions (schema 1) with `--kind face`.
 //!
 //! Live, events come from the pub/sub channel. With `--from ID` they come from the events
 //! stream instead: everything after ID, then each new entry as it is appended (`XREAD BLOCK`
@@ -13,6 +14,7 @@ use futures::StreamExt as _;
 use super::CommonArgs;
 use crate::app;
 use crate::bus::events;
+use crate::visit::{AnyEvent, VisitEvent, VisitKind};
 use crate::wire::Event;
 
 #[derive(Debug, clap::Args)]
@@ -32,6 +34,32 @@ pub struct Args {
     /// `json` (one event per line, as published) or `text` (one readable line per event).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+    /// Which events (repeat or separate with commas): `visits` (arrived, updated and left, the
+    /// default), `arrived`, `updated`, `left`, `face` (per-face recognitions), `all`.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Visits])]
+    pub kind: Vec<Kind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Visits,
+    Arrived,
+    Updated,
+    Left,
+    Face,
+    All,
+}
+
+impl Kind {
+    fn takes(self, event: &AnyEvent) -> bool {
+        match (self, event) {
+            (Kind::All, _) | (Kind::Visits, AnyEvent::Visit(_)) | (Kind::Face, AnyEvent::Face(_)) => true,
+            (Kind::Arrived, AnyEvent::Visit(v)) => v.kind == VisitKind::Arrived,
+            (Kind::Updated, AnyEvent::Visit(v)) => v.kind == VisitKind::Updated,
+            (Kind::Left, AnyEvent::Visit(v)) => v.kind == VisitKind::Left,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,11 +68,50 @@ pub enum Format {
     Text,
 }
 
-/// One readable line: capture time (UTC), camera, who, score, and how long naming took.
-fn text_line(e: &Event) -> String {
-    let secs = e.capture_ts / 1000;
-    let time =
-        format!("{:02}:{:02}:{:02}.{:03}", secs / 3600 % 24, secs / 60 % 60, secs % 60, e.capture_ts % 1000);
+/// `HH:MM:SS.mmm` (UTC) of a Unix ms time.
+fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!("{:02}:{:02}:{:02}.{:03}", secs / 3600 % 24, secs / 60 % 60, secs % 60, ms % 1000)
+}
+
+/// One readable line of any event.
+fn text_line(event: &AnyEvent) -> String {
+    match event {
+        AnyEvent::Face(e) => face_line(e),
+        AnyEvent::Visit(v) => visit_line(v),
+    }
+}
+
+/// A visit: when, camera, what, who, and time-to-name (arrived) or dwell (left).
+fn visit_line(v: &VisitEvent) -> String {
+    let who = v.person.as_ref().map_or("unknown", |p| p.name.as_str());
+    let time = clock(v.event_ts);
+    match v.kind {
+        VisitKind::Arrived => format!(
+            "{time}  {:<18} arrived  {who:<20} score {:.2}  named in {} ms",
+            v.camera,
+            v.score.unwrap_or(0.0),
+            v.event_ts.saturating_sub(v.first_seen)
+        ),
+        VisitKind::Updated => {
+            format!("{time}  {:<18} updated  {who:<20} score {:.2}", v.camera, v.score.unwrap_or(0.0))
+        }
+        VisitKind::Left => {
+            let who = if v.decided == Some(false) { "undecided" } else { who };
+            format!(
+                "{time}  {:<18} left     {who:<20} dwell {:.1} s, {} faces, {} shots",
+                v.camera,
+                v.dwell_ms.unwrap_or(0) as f64 / 1000.0,
+                v.faces_seen.unwrap_or(0),
+                v.shots.unwrap_or(0)
+            )
+        }
+    }
+}
+
+/// A per-face recognition: capture time (UTC), camera, who, score, and how long naming took.
+fn face_line(e: &Event) -> String {
+    let time = clock(e.capture_ts);
     let who = e.person.as_ref().map_or("unknown", |p| p.name.as_str());
     let source = if e.cached { "cache" } else { "worker" };
     format!(
@@ -57,14 +124,19 @@ fn text_line(e: &Event) -> String {
 }
 
 impl Args {
-    fn wants(&self, event: &Event) -> bool {
-        let camera_ok = self.camera.as_ref().is_none_or(|c| &event.camera == c);
-        let person_ok = match (&self.person, &event.person) {
+    fn wants(&self, event: &AnyEvent) -> bool {
+        let (camera, person) = match event {
+            AnyEvent::Face(e) => (&e.camera, &e.person),
+            AnyEvent::Visit(v) => (&v.camera, &v.person),
+        };
+        let kind_ok = self.kind.iter().any(|k| k.takes(event));
+        let camera_ok = self.camera.as_ref().is_none_or(|c| camera == c);
+        let person_ok = match (&self.person, person) {
             (None, _) => true,
             (Some(p), None) => p == "unknown",
             (Some(p), Some(who)) => &who.id == p || &who.name == p,
         };
-        camera_ok && person_ok
+        kind_ok && camera_ok && person_ok
     }
 }
 
@@ -74,7 +146,7 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let token = app::shutdown_token();
     let mut printed = 0u64;
     let mut emit = |payload: &[u8]| -> anyhow::Result<bool> {
-        match serde_json::from_slice::<Event>(payload) {
+        match AnyEvent::from_json(payload) {
             Ok(event) if args.wants(&event) => {
                 let mut out = std::io::stdout().lock();
                 match args.format {
