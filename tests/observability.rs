@@ -53,7 +53,7 @@ fn everything_subcommand() -> &'static str {
     if out.status.success() { "run" } else { "recognize" }
 }
 
-/// A Prometheus server scraping `target` every second, with its data in a temp dir.
+/// A Prometheus server scraping `targets` every second, with its data in a temp dir.
 struct Prometheus {
     url: String,
     /// Killed on drop.
@@ -62,14 +62,16 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
+    fn start(targets: &[SocketAddr]) -> Prometheus {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let targets = targets.join(", ");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: redeye\n    static_configs:\n      - targets: ['{target}']\n"
+                 scrape_configs:\n  - job_name: redeye\n    static_configs:\n      - targets: [{targets}]\n"
             ),
         )
         .unwrap();
@@ -288,10 +290,23 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_and_promtool_accept
 
     let subcommand = everything_subcommand();
     let mut redeye = Process::redeye(dir.path(), "redeye", &config, &[subcommand]);
-    let prom = Prometheus::start(admin);
-    wait_until(Duration::from_secs(60), "Prometheus to scrape redeye", || {
+    // A second, tracked process on real video (another group, the same Redis and gallery) for
+    // the visit panels.
+    let visits_dir = tempfile::tempdir().unwrap();
+    let visits_admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let franck = Camera::file("franck", &clips::video_clip(&clips::franck_minute())).set("fps", 2.0);
+    let visits_config = TestConfig::new(PREFIX)
+        .redis(&redis)
+        .admin(visits_admin)
+        .group(Group::new("visits").camera(franck))
+        .write(visits_dir.path());
+    enroll(&visits_config, "Franck", "franck_02045.jpg");
+    let mut tracked = Process::redeye(visits_dir.path(), "tracked", &visits_config, &["run"]);
+    let prom = Prometheus::start(&[admin, visits_admin]);
+    wait_until(Duration::from_secs(60), "Prometheus to scrape both processes", || {
         redeye.assert_running();
-        prom.scalar("up{job=\"redeye\"}") == Some(1.0)
+        tracked.assert_running();
+        prom.scalar("sum(up{job=\"redeye\"})") == Some(2.0)
     });
     let mut needed = vec![
         "sum(redeye_recognitions_total{outcome=~\"known|unknown\"})",
@@ -306,10 +321,14 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_and_promtool_accept
             "sum(redeye_faces_detected_total)",
             "sum(redeye_cache_hits_total)",
             "sum(redeye_stage_duration_seconds_count{stage=\"decode\"})",
+            "sum(redeye_visit_events_total{kind=\"arrived\"})",
+            "sum(redeye_shots_sent_total)",
+            "sum(redeye_visit_time_to_name_seconds_count)",
         ]);
     }
     wait_until(Duration::from_secs(120), "recognitions, dead letters, cache hits and camera frames", || {
         redeye.assert_running();
+        tracked.assert_running();
         needed.iter().all(|q| prom.scalar(q).is_some_and(|v| v > 0.0))
     });
 
@@ -363,8 +382,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_and_promtool_accept
         .map(String::from)
         .collect();
     if subcommand == "run" {
-        // Untracked here, so the tracker's per-camera families are the only ones not served
-        // (tests/visits_live.rs reads them from a tracked run).
+        // The untracked process serves everything but the tracker's per-camera families (the
+        // tracked one serves those; its gauges are checked through the dashboards).
         let tracker_only: BTreeSet<String> = [
             "redeye_tracks_started_total",
             "redeye_tracks_ended_total",
