@@ -200,6 +200,7 @@ max_age_ms = 7200000
 iou = 1.5
 max_shots = 0
 quality_margin = nan
+record_ttl_secs = 5
 [[group]]
 name = "g"
 [[group.camera]]
@@ -219,7 +220,8 @@ url = "rtsp://h/s"
     has(4, "tracking.iou", "must be in (0, 1]");
     has(5, "tracking.max_shots", "between 1 and 1000");
     has(6, "tracking.quality_margin", "NaN");
-    assert_eq!(got.len(), 5, "{got:#?}");
+    has(7, "tracking.record_ttl_secs", "between 60");
+    assert_eq!(got.len(), 6, "{got:#?}");
     // And a misspelt key in the table is reported like any other.
     let got = problems(
         "[tracking]\nmax_age = 100\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n",

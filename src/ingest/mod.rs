@@ -224,7 +224,7 @@ impl RedisSink {
         )
         .await?;
         self.stats.visits.count_all(&published, &self.stats.latency);
-        debug!(track = %t.id, dwell_ms = t.last_seen_ms - t.first_seen_ms, "Track ended.");
+        debug!(track = %t.id, dwell_ms = t.last_seen_ms.saturating_sub(t.first_seen_ms), "Track ended.");
         Ok(())
     }
 
