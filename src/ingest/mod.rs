@@ -228,12 +228,12 @@ impl RedisSink {
         Ok(())
     }
 
-    /// Runs `op` until it succeeds, backing off between retryable failures. `None` when it
-    /// cannot succeed: the hand-off stopped on a fatal error (reported on `/ready`), or
-    /// shutdown came first; the caller counts what was lost.
+    /// Runs `op` (about `subject`: a camera, or a track) until it succeeds, backing off between
+    /// retryable failures. `None` when it cannot succeed: the hand-off stopped on a fatal error
+    /// (reported on `/ready`), or shutdown came first; the caller counts what was lost.
     // A plain closure returning a future rather than an `AsyncFn`: the compiler cannot yet prove
     // the latter's futures `Send` for the spawned expiry task.
-    async fn persist<T, F, Fut>(&self, camera: &str, what: &str, mut op: F) -> Option<T>
+    async fn persist<T, F, Fut>(&self, subject: &str, what: &str, mut op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, BusError>>,
@@ -246,12 +246,12 @@ impl RedisSink {
             match op().await {
                 Ok(value) => return Some(value),
                 Err(err) if self.token.is_cancelled() => {
-                    warn!(camera, what, error = %err, "Shutting down: not handed off.");
+                    warn!(subject, what, error = %err, "Shutting down: not handed off.");
                     return None;
                 }
                 Err(err) if err.is_fatal() => {
                     if !self.stopped.swap(true, Relaxed) {
-                        error!(camera, what, error = %err, "Ingest hand-off stopped: this needs the operator.");
+                        error!(subject, what, error = %err, "Ingest hand-off stopped: this needs the operator.");
                         self.health.fail("ingest hand-off to Redis", err.to_string());
                     }
                     return None;
@@ -260,7 +260,7 @@ impl RedisSink {
                     self.stats.retries.fetch_add(1, Relaxed);
                     let failures = backoff.failures();
                     if failures == 0 || failures % 10 == 9 {
-                        warn!(camera, what, error = %err, attempt = failures + 1, "Redis hand-off failed; retrying.");
+                        warn!(subject, what, error = %err, attempt = failures + 1, "Redis hand-off failed; retrying.");
                     }
                     tokio::time::sleep(backoff.next_random()).await;
                 }

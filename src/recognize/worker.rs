@@ -115,6 +115,13 @@ impl WorkerError {
     }
 }
 
+/// What a worker folds into a track record: a recognised shot's vote, or a shot that will
+/// never be recognised (dead-lettered).
+enum Shot<'a> {
+    Voted(&'a ShotVote<'a>),
+    Failed { shot_id: &'a str },
+}
+
 /// One consumer on one group's faces stream.
 pub struct RecognitionWorker {
     pub bus: Bus,
@@ -315,7 +322,7 @@ impl RecognitionWorker {
                     capture_ts: face.capture_ts,
                     model,
                 };
-                self.fold(&mut conn, track, &entry.id, Some(&vote)).await?;
+                self.fold(&mut conn, track, Shot::Voted(&vote)).await?;
             }
             let counter = if known { &self.stats.known } else { &self.stats.unknown };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -347,23 +354,17 @@ impl RecognitionWorker {
         Ok((face, crop))
     }
 
-    /// Folds a shot's vote (or, for `None`, its failure) into its track's record, then
-    /// publishes what that decided. Idempotent per shot: a redelivered shot votes once and
-    /// publishes only what is not yet published.
-    async fn fold(
-        &self,
-        conn: &mut RedisConn,
-        track: &str,
-        shot_id: &str,
-        vote: Option<&ShotVote<'_>>,
-    ) -> Result<(), BusError> {
+    /// Folds a shot's vote (or a failed shot) into its track's record, then publishes what that
+    /// decided. Idempotent per shot: a redelivered shot votes once and publishes only what is
+    /// not yet published.
+    async fn fold(&self, conn: &mut RedisConn, track: &str, shot: Shot<'_>) -> Result<(), BusError> {
         let keys = self.bus.keys();
         let record = TrackKey::new(keys, &self.group, track);
         let (now, ttl) = (unix_millis(), self.settings.record_ttl_secs);
         let started = Instant::now();
-        let folded = match vote {
-            Some(vote) => visit::fold(conn, &record, vote, &self.settings.vote, now, ttl).await?,
-            None => visit::fold_failed(conn, &record, shot_id, now, ttl).await?,
+        let folded = match shot {
+            Shot::Voted(vote) => visit::fold(conn, &record, vote, &self.settings.vote, now, ttl).await?,
+            Shot::Failed { shot_id } => visit::fold_failed(conn, &record, shot_id, now, ttl).await?,
         };
         self.stats.latency.observe(Stage::RedisFold, started.elapsed());
         if folded.status == FoldStatus::NoRecord {
@@ -393,7 +394,7 @@ impl RecognitionWorker {
         reason: &str,
     ) -> Result<(), BusError> {
         if let Some((track, _)) = visit::shot_track(entry) {
-            self.fold(conn, track, &entry.id, None).await?;
+            self.fold(conn, track, Shot::Failed { shot_id: &entry.id }).await?;
         }
         let dead = self.bus.keys().dead(&self.group);
         streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead_maxlen, entry, reason)
