@@ -46,11 +46,15 @@ pub enum Stage {
     RedisPublish,
     /// One shot's vote folded into its track record (the track script, worker).
     RedisFold,
+    /// A track's embedding against the in-memory index of recent visitors (worker).
+    VisitorMatch,
+    /// The visitor script: re-check and create or attach a visitor (worker).
+    RedisVisitor,
 }
 
 impl Stage {
     /// Every stage, in label order.
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 13] = [
         Stage::Decode,
         Stage::Detect,
         Stage::Align,
@@ -62,6 +66,8 @@ impl Stage {
         Stage::RedisXack,
         Stage::RedisPublish,
         Stage::RedisFold,
+        Stage::VisitorMatch,
+        Stage::RedisVisitor,
     ];
 
     /// The label value.
@@ -78,6 +84,8 @@ impl Stage {
             Stage::RedisXack => "redis_xack",
             Stage::RedisPublish => "redis_publish",
             Stage::RedisFold => "redis_fold",
+            Stage::VisitorMatch => "visitor_match",
+            Stage::RedisVisitor => "redis_visitor",
         }
     }
 }

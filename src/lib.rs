@@ -15,6 +15,8 @@
 //! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.
 //! - [`visit`]: face tracks as visits: the track record in Redis (shots sent and folded, the
 //!   weighted vote, one decision) and the `arrived` / `updated` / `left` events (schema 2).
+//! - [`visitor`]: anonymous visitors: one id per stranger across cameras and visits, created
+//!   atomically in Redis, matched in memory, with a TTL and a cap.
 //! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
 //! - [`metrics`]: every Prometheus family, registered on the process's registry; the Redis
 //!   poller for stream length, lag and pending.
@@ -40,4 +42,5 @@ pub mod telemetry;
 pub mod track;
 pub mod vision;
 pub mod visit;
+pub mod visitor;
 pub mod wire;

@@ -51,6 +51,8 @@ pub struct Metrics {
     time_to_name: Histogram,
     visit_time_to_name: Histogram,
     gallery_people: IntGauge,
+    visitors_stored: IntGauge,
+    visitors_evicted: IntGauge,
     stream_length: IntGaugeVec,
     stream_lag: IntGaugeVec,
     stream_pending: IntGaugeVec,
@@ -96,6 +98,16 @@ impl Metrics {
         .expect("valid visit time-to-name histogram");
         let gallery_people =
             IntGauge::new("redeye_gallery_people", "People enrolled in the gallery.").expect("valid gauge");
+        let visitors_stored = IntGauge::new(
+            "redeye_visitors_stored",
+            "Anonymous visitors remembered in Redis (the visitor index, ZCARD).",
+        )
+        .expect("valid gauge");
+        let visitors_evicted = IntGauge::new(
+            "redeye_visitors_evicted",
+            "Visitors evicted by [visitors] max_visitors since the store began (a counter kept in Redis).",
+        )
+        .expect("valid gauge");
         let group_gauge = |name: &str, help: &str| {
             IntGaugeVec::new(Opts::new(name, help), &["group"]).expect("valid group gauge")
         };
@@ -122,6 +134,8 @@ impl Metrics {
             Box::new(time_to_name.clone()),
             Box::new(visit_time_to_name.clone()),
             Box::new(gallery_people.clone()),
+            Box::new(visitors_stored.clone()),
+            Box::new(visitors_evicted.clone()),
             Box::new(stream_length.clone()),
             Box::new(stream_lag.clone()),
             Box::new(stream_pending.clone()),
@@ -137,6 +151,8 @@ impl Metrics {
             time_to_name,
             visit_time_to_name,
             gallery_people,
+            visitors_stored,
+            visitors_evicted,
             stream_length,
             stream_lag,
             stream_pending,
@@ -233,6 +249,11 @@ impl Metrics {
 
     fn set_gallery_people(&self, n: u64) {
         self.gallery_people.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    fn set_visitors(&self, stored: u64, evicted: u64) {
+        self.visitors_stored.set(i64::try_from(stored).unwrap_or(i64::MAX));
+        self.visitors_evicted.set(i64::try_from(evicted).unwrap_or(i64::MAX));
     }
 }
 

@@ -15,6 +15,8 @@ use redeye::wire::PersonRef;
 use support::redis::{RedisCluster, RedisServer};
 
 const TTL: u64 = 600;
+const PUBLISHING: visit::Publishing =
+    visit::Publishing { events_maxlen: 1000, record_ttl_secs: TTL, visitor_ttl_secs: 3600 };
 const FIRST_SEEN: u64 = 1_700_000_000_000;
 const GROUP: &str = "lobby";
 
@@ -193,14 +195,18 @@ async fn fold_is_idempotent_per_shot(f: Fixture) {
 
     // Published (events stream + channel, then the flag): a redelivery sees `published`.
     let (mut shared, mut group) = (f.bus.shared(), f.conn());
-    let n =
-        visit::publish_unpublished(&mut shared, &mut group, f.keys(), &again, 1000, TTL).await.unwrap().len();
+    let n = visit::publish_unpublished(&mut shared, &mut group, f.keys(), &again, &PUBLISHING)
+        .await
+        .unwrap()
+        .len();
     assert_eq!(n, 1);
     let third = fold(&f, &track, &vote(&ids[0], Some(&ada), 0.8), &policy).await;
     assert_eq!(third.status, FoldStatus::Duplicate);
     assert!(only(&third).published);
-    let n =
-        visit::publish_unpublished(&mut shared, &mut group, f.keys(), &third, 1000, TTL).await.unwrap().len();
+    let n = visit::publish_unpublished(&mut shared, &mut group, f.keys(), &third, &PUBLISHING)
+        .await
+        .unwrap()
+        .len();
     assert_eq!(n, 0, "a published announcement is not published again");
     let stream = events::read_range(&mut shared, f.keys().events_stream(), "0-0", 10).await.unwrap();
     assert_eq!(stream.len(), 1);

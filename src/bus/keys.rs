@@ -83,6 +83,39 @@ impl Keys {
         format!("{}:{{gallery}}:version", self.prefix)
     }
 
+    /// `<prefix>:{visitors}:`: the start of every anonymous visitor key. The whole site's
+    /// visitors share one hash tag, so one script can check and create a visitor atomically
+    /// (see `visitor.lua`); the names after it are owned by [`crate::visitor`].
+    pub fn visitors_base(&self) -> String {
+        format!("{}:{{visitors}}:", self.prefix)
+    }
+
+    /// `<prefix>:{visitors}:v:<id>`: one visitor's record (a hash with a TTL).
+    pub fn visitor(&self, id: &str) -> String {
+        format!("{}v:{id}", self.visitors_base())
+    }
+
+    /// `<prefix>:{visitors}:shot:<id>`: the JPEG of a visitor's best shot (with a TTL).
+    pub fn visitor_shot(&self, id: &str) -> String {
+        format!("{}shot:{id}", self.visitors_base())
+    }
+
+    /// `<prefix>:{visitors}:index`: sorted set of visitor id by last sighting (Unix ms).
+    pub fn visitors_index(&self) -> String {
+        format!("{}index", self.visitors_base())
+    }
+
+    /// `<prefix>:{visitors}:log`: capped stream of visitor changes (`op`, `id`), which keeps
+    /// every worker's in-memory index current.
+    pub fn visitors_log(&self) -> String {
+        format!("{}log", self.visitors_base())
+    }
+
+    /// `<prefix>:{visitors}:evicted`: counter of visitors evicted by the cap.
+    pub fn visitors_evicted(&self) -> String {
+        format!("{}evicted", self.visitors_base())
+    }
+
     /// The pub/sub channel of live recognition events.
     pub fn events_channel(&self) -> &str {
         &self.events_channel
@@ -134,6 +167,10 @@ mod tests {
         assert_eq!(keys.embeddings("p1"), "redeye:{gallery}:emb:p1");
         assert_eq!(keys.gallery_version(), "redeye:{gallery}:version");
         assert_eq!(keys.events_stream(), "redeye:events");
+        assert_eq!(keys.visitor("v-abc"), "redeye:{visitors}:v:v-abc");
+        assert_eq!(keys.visitor_shot("v-abc"), "redeye:{visitors}:shot:v-abc");
+        assert_eq!(keys.visitors_index(), "redeye:{visitors}:index");
+        assert_eq!(keys.visitors_log(), "redeye:{visitors}:log");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `redeye enroll --name NAME PHOTO...`: add a person to the gallery from photos of them.
+//! `redeye enroll --name NAME PHOTO...`: add a person to the gallery from photos of them;
+//! `redeye enroll --name NAME --visitor v-...`: from what the cameras saw of an anonymous
+//! visitor (their stored embeddings), which then stops being a visitor.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +9,10 @@ use anyhow::Context as _;
 
 use super::CommonArgs;
 use crate::app;
+use crate::instrument::unix_millis;
 use crate::recognize::gallery;
 use crate::vision::{FacePipeline, ImageLimits, Verdict, decode_image_file};
+use crate::visitor::store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,13 +20,20 @@ pub struct Args {
     #[arg(long)]
     pub name: String,
     /// Photos of the person, each holding exactly one face.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "visitor", conflicts_with = "visitor")]
     pub photos: Vec<PathBuf>,
+    /// Enrol from an anonymous visitor's stored embeddings (see `redeye visitors`) instead of
+    /// photos; the visitor is removed and their visits are linked to the person.
+    #[arg(long)]
+    pub visitor: Option<String>,
 }
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let config = app::load_config(&common.config)?;
     let id = gallery::person_id(&args.name)?;
+    if let Some(visitor) = &args.visitor {
+        return from_visitor(&config, &args.name, visitor).await;
+    }
     let mut pipeline = app::face_pipeline(&config)?;
     // Embed every photo first: a refused photo enrols nothing, so a typo in a file list never
     // leaves a half-enrolled person behind.
@@ -52,6 +63,47 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         person.id,
         embeddings.len(),
         person.model
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Enrols `name` from visitor `id`'s embeddings, then removes the visitor. Refuses a visitor
+/// with fewer embeddings than `[visitors] enroll_min_embeddings`, or of another recogniser.
+async fn from_visitor(config: &crate::config::Config, name: &str, id: &str) -> anyhow::Result<ExitCode> {
+    super::visitors::check_id(id)?;
+    let bus = app::connect(config).await?;
+    let mut conn = bus.shared();
+    let keys = bus.keys();
+    let Some(v) = store::get(&mut conn, keys, id).await? else {
+        anyhow::bail!("{}", super::visitors::not_found(id, config.visitors.ttl_secs));
+    };
+    let model = &config.recognizer.id;
+    if &v.model != model {
+        anyhow::bail!(
+            "visitor {id} was seen with recogniser `{}`, this one is `{model}`: their embeddings do not compare",
+            v.model
+        );
+    }
+    let need = config.visitors.enroll_min_embeddings;
+    if v.embeddings.len() < need {
+        anyhow::bail!(
+            "visitor {id} has {} good embedding(s), enrolment needs at least {need} ([visitors] enroll_min_embeddings): \
+             wait until the cameras have seen them longer, or enrol from photos",
+            v.embeddings.len()
+        );
+    }
+    let (person, version) = gallery::enroll(&mut conn, keys, name, model, &v.embeddings)
+        .await
+        .with_context(|| format!("enrolling {name} from visitor {id}"))?;
+    store::delete(&mut conn, keys, id, unix_millis()).await?;
+    let cameras: Vec<&str> = v.cameras.iter().map(|(c, _)| c.as_str()).collect();
+    println!(
+        "enrolled {} ({}) from visitor {id}: {} embedding(s), {} visit(s) at {}; the visitor is removed; gallery version {version}",
+        person.name,
+        person.id,
+        v.embeddings.len(),
+        v.visits,
+        super::printable(&cameras.join(", "))
     );
     Ok(ExitCode::SUCCESS)
 }

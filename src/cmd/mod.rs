@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod recognize;
 pub mod run;
 pub mod subscribe;
+pub mod visitors;
 
 /// Options of the long-running roles (`run`, `ingest`, `recognize`).
 #[derive(Debug, Clone, clap::Args)]
@@ -84,6 +85,8 @@ pub enum Command {
     Recognize(recognize::Args),
     /// Print recognition events as JSON lines (live, or replayed with --from then live).
     Subscribe(subscribe::Args),
+    /// List the anonymous visitors remembered now, or show one's best shot.
+    Visitors(visitors::Args),
 }
 
 impl Cli {
@@ -99,8 +102,15 @@ impl Cli {
             Command::Run(args) => block_on(run::run(&self.common, args)),
             Command::Recognize(args) => block_on(recognize::run(&self.common, args)),
             Command::Subscribe(args) => block_on(subscribe::run(&self.common, args)),
+            Command::Visitors(args) => block_on(visitors::run(&self.common, args)),
         }
     }
+}
+
+/// `s` with control characters escaped (`\u{1b}`), so text read from Redis cannot drive the
+/// terminal it is printed on.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Runs an async command on a multi-threaded runtime (only the commands that talk to Redis

@@ -84,7 +84,8 @@ fn text_line(event: &AnyEvent) -> String {
 
 /// A visit: when, camera, what, who, and time-to-name (arrived) or dwell (left).
 fn visit_line(v: &VisitEvent) -> String {
-    let who = v.person.as_ref().map_or("unknown", |p| p.name.as_str());
+    // A stranger is shown by their visitor id when they have one.
+    let who = v.person.as_ref().map(|p| p.name.as_str()).or(v.visitor.as_deref()).unwrap_or("unknown");
     let time = clock(v.event_ts);
     match v.kind {
         VisitKind::Arrived => format!(

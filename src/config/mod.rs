@@ -57,6 +57,9 @@ pub struct Config {
     /// `[events]`: per-face events next to the visit events, or not.
     #[serde(default)]
     pub events: EventsConfig,
+    /// `[visitors]`: anonymous visitor ids that follow a stranger across cameras and visits.
+    #[serde(default)]
+    pub visitors: VisitorsConfig,
     /// `[[group]]`: camera groups. Each group has its own faces stream (and, with named nodes,
     /// its own Redis node).
     #[serde(default, rename = "group")]
@@ -242,6 +245,53 @@ pub struct EventsConfig {
     /// always published.
     #[serde(default)]
     pub faces: bool,
+}
+
+/// `[visitors]`: anonymous visitors (see [`crate::visitor`]). A track decided unknown gets a
+/// visitor id shared by every track of the same stranger, on any camera of the site, while the
+/// visitor is remembered.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VisitorsConfig {
+    /// How long a visitor is remembered after they were last seen, in seconds (default 86400,
+    /// a day; 0 turns visitors off). Every visitor record expires this long after its last write.
+    #[serde(default = "default_visitors_ttl_secs")]
+    pub ttl_secs: u64,
+    /// Least cosine similarity for a track to take an existing visitor's id (default 0.5).
+    /// Stricter than `[matching] threshold`: merging two strangers is worse than splitting one.
+    #[serde(default = "default_visitors_threshold")]
+    pub threshold: f32,
+    /// Most visitors remembered; past it, the least recently seen is evicted (default 100000).
+    #[serde(default = "default_max_visitors")]
+    pub max_visitors: u64,
+    /// Embeddings kept per visitor, the best shots' (default 5).
+    #[serde(default = "default_visitor_embeddings")]
+    pub embeddings: usize,
+    /// Least embeddings a visitor needs before `enroll --visitor` makes them a person (default 2).
+    #[serde(default = "default_enroll_min_embeddings")]
+    pub enroll_min_embeddings: usize,
+    /// Give enrolled people visitor ids too (default false: `visitor` is null for them).
+    #[serde(default)]
+    pub for_known: bool,
+}
+
+impl VisitorsConfig {
+    /// Whether visitors are on (`ttl_secs` > 0).
+    pub fn enabled(&self) -> bool {
+        self.ttl_secs > 0
+    }
+}
+
+impl Default for VisitorsConfig {
+    fn default() -> Self {
+        VisitorsConfig {
+            ttl_secs: default_visitors_ttl_secs(),
+            threshold: default_visitors_threshold(),
+            max_visitors: default_max_visitors(),
+            embeddings: default_visitor_embeddings(),
+            enroll_min_embeddings: default_enroll_min_embeddings(),
+            for_known: false,
+        }
+    }
 }
 
 /// `[[group]]`: a camera group.
@@ -538,6 +588,21 @@ fn default_detect_threads() -> usize {
 }
 fn default_fps() -> f64 {
     2.0
+}
+fn default_visitors_ttl_secs() -> u64 {
+    86_400
+}
+fn default_visitors_threshold() -> f32 {
+    0.5
+}
+fn default_max_visitors() -> u64 {
+    100_000
+}
+fn default_visitor_embeddings() -> usize {
+    5
+}
+fn default_enroll_min_embeddings() -> usize {
+    2
 }
 fn default_true() -> bool {
     true

@@ -52,6 +52,7 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     c.models();
     c.numbers();
     c.tracking();
+    c.visitors();
     c.problems
 }
 
@@ -391,6 +392,58 @@ impl Checker<'_> {
                 format!(
                     "record_ttl_secs {} must be between {min_ttl} (60 s, and at least refresh_ms) and {MAX_RECORD_TTL_SECS} (1 day)",
                     t.record_ttl_secs
+                ),
+            );
+        }
+    }
+}
+
+/// Longest accepted visitor TTL: 30 days. A visitor is biometric data kept without consent.
+pub const MAX_VISITOR_TTL_SECS: u64 = 30 * 86_400;
+/// Most visitors accepted: the index of every worker holds them all in memory.
+pub const MAX_VISITORS: u64 = 10_000_000;
+
+impl Checker<'_> {
+    fn visitors(&mut self) {
+        let v = &self.config.visitors;
+        let at = |field: &str| path!["visitors", field];
+        if v.ttl_secs > MAX_VISITOR_TTL_SECS {
+            self.report(
+                at("ttl_secs"),
+                format!(
+                    "ttl_secs {} must be between 0 (off) and {MAX_VISITOR_TTL_SECS} (30 days)",
+                    v.ttl_secs
+                ),
+            );
+        }
+        let matching = self.config.match_policy().threshold;
+        // Written out so that NaN fails too.
+        if !(v.threshold > 0.0 && v.threshold <= 1.0) {
+            self.report(at("threshold"), format!("threshold {} must be in (0, 1]", v.threshold));
+        } else if v.threshold < matching {
+            self.report(
+                at("threshold"),
+                format!(
+                    "threshold {} is below [matching] threshold {matching}: a visitor must be at least as sure as a person",
+                    v.threshold
+                ),
+            );
+        }
+        if !(1..=MAX_VISITORS).contains(&v.max_visitors) {
+            self.report(
+                at("max_visitors"),
+                format!("max_visitors {} must be between 1 and {MAX_VISITORS}", v.max_visitors),
+            );
+        }
+        if !(1..=32).contains(&v.embeddings) {
+            self.report(at("embeddings"), format!("embeddings {} must be between 1 and 32", v.embeddings));
+        }
+        if !(1..=v.embeddings.max(1)).contains(&v.enroll_min_embeddings) {
+            self.report(
+                at("enroll_min_embeddings"),
+                format!(
+                    "enroll_min_embeddings {} must be between 1 and embeddings ({})",
+                    v.enroll_min_embeddings, v.embeddings
                 ),
             );
         }

@@ -66,8 +66,9 @@ pub struct RedisSink {
     model: String,
     crop_size: u32,
     faces_maxlen: u64,
-    events_maxlen: u64,
     record_ttl_secs: u64,
+    /// What publishing a `left` needs.
+    publishing: visit::Publishing,
     /// `None` without tracking: every accepted crop is handed off.
     trackers: Option<Trackers>,
     finisher: Finisher,
@@ -107,8 +108,8 @@ impl RedisSink {
             model: config.recognizer.id.clone(),
             crop_size: crate::camera::CROP_SIZE,
             faces_maxlen: config.redis.faces_stream_maxlen,
-            events_maxlen: config.redis.events_stream_maxlen,
             record_ttl_secs: config.tracking.record_ttl_secs,
+            publishing: visit::Publishing::from_config(config),
             trackers: config.tracking.enabled.then(|| Trackers::new(&config.tracking, &cameras)),
             finisher,
             stats: Arc::new(SinkStats::default()),
@@ -214,15 +215,8 @@ impl RedisSink {
         )
         .await?;
         let mut shared = self.bus.shared();
-        let published = visit::publish_unpublished(
-            &mut shared,
-            &mut group_conn,
-            keys,
-            &folded,
-            self.events_maxlen,
-            self.record_ttl_secs,
-        )
-        .await?;
+        let published =
+            visit::publish_unpublished(&mut shared, &mut group_conn, keys, &folded, &self.publishing).await?;
         self.stats.visits.count_all(&published, &self.stats.latency);
         debug!(track = %t.id, dwell_ms = t.last_seen_ms.saturating_sub(t.first_seen_ms), "Track ended.");
         Ok(())

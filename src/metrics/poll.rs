@@ -78,5 +78,7 @@ async fn poll_once(metrics: &Metrics, bus: &Bus, groups: &[String]) -> Result<()
         .await
         .map_err(|e| shared.error(format!("HLEN {people}"), e))?;
     metrics.set_gallery_people(n);
+    let (evicted, stored) = crate::visitor::store::counts(&mut shared, bus.keys()).await?;
+    metrics.set_visitors(stored, evicted);
     Ok(())
 }

@@ -183,7 +183,26 @@ const VISIT_EVENTS: Family = Family {
     labels: &["kind"],
 };
 
-const ALL: [&Family; 25] = [
+const VISITORS_NEW: Family = Family {
+    name: "redeye_visitors_new_total",
+    help: "Anonymous visitors created: tracks decided unknown that matched no recent visitor.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+const VISITORS_RETURNING: Family = Family {
+    name: "redeye_visitors_returning_total",
+    help: "Tracks that took an existing visitor's id after one of that visitor's tracks had left.",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+const VISITORS_ATTACHED: Family = Family {
+    name: "redeye_visitors_attached_total",
+    help: "Tracks that took an existing visitor's id while none of theirs had left (seen at once on another camera).",
+    kind: MetricType::COUNTER,
+    labels: &[],
+};
+
+const ALL: [&Family; 28] = [
     &CAMERA_UP,
     &FRAMES_RECEIVED,
     &FRAMES_DECODED,
@@ -209,6 +228,9 @@ const ALL: [&Family; 25] = [
     &SHOTS_SENT,
     &FACES_TRACKED,
     &VISIT_EVENTS,
+    &VISITORS_NEW,
+    &VISITORS_RETURNING,
+    &VISITORS_ATTACHED,
 ];
 
 /// What has been registered.
@@ -354,6 +376,12 @@ impl Sources {
             family(&RECOGNITIONS, recognitions);
             family(&CLAIMED, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.claimed))]);
             family(&WORKER_ERRORS, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.errors))]);
+            family(&VISITORS_NEW, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.visitors.created))]);
+            family(
+                &VISITORS_RETURNING,
+                vec![metric(MetricType::COUNTER, &[], sum(|w| &w.visitors.returning))],
+            );
+            family(&VISITORS_ATTACHED, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.visitors.attached))]);
         }
 
         if !r.sinks.is_empty() {

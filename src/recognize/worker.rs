@@ -33,7 +33,10 @@ use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams}
 use crate::config::Config;
 use crate::instrument::{Stage, StageHooks, unix_millis};
 use crate::recognition::{CachedResult, FaceResult, Finisher, face_event};
-use crate::visit::{self, FoldStatus, ShotVote, TrackKey, VisitCounts, VotePolicy};
+use crate::visit::{
+    self, FoldStatus, Folded, Publishing, ShotVote, TrackKey, VisitCounts, VisitKind, VotePolicy,
+};
+use crate::visitor::{LiveVisitors, Sighting, VisitorCounts};
 use crate::wire::{FaceEntry, PersonRef};
 
 /// What a worker needs from `cameras.toml`.
@@ -51,6 +54,8 @@ pub struct Settings {
     /// TTL of track records, refreshed by every fold.
     pub record_ttl_secs: u64,
     pub vote: VotePolicy,
+    /// What publishing visit events needs.
+    pub publishing: Publishing,
 }
 
 impl Settings {
@@ -66,6 +71,7 @@ impl Settings {
             face_events: config.face_events(),
             record_ttl_secs: config.tracking.record_ttl_secs,
             vote: VotePolicy::default(),
+            publishing: Publishing::from_config(config),
         }
     }
 }
@@ -80,6 +86,8 @@ pub struct WorkerStats {
     pub errors: AtomicU64,
     /// Visit events this worker published.
     pub visits: VisitCounts,
+    /// Visitors created, returning and attached by this process's workers.
+    pub visitors: VisitorCounts,
     /// Embed, match and Redis latencies and time-to-name, once the metrics registry attaches.
     pub latency: StageHooks,
 }
@@ -115,10 +123,10 @@ impl WorkerError {
     }
 }
 
-/// What a worker folds into a track record: a recognised shot's vote, or a shot that will
-/// never be recognised (dead-lettered).
+/// What a worker folds into a track record: a recognised shot's vote (and how the shot looks
+/// to the track's visitor), or a shot that will never be recognised (dead-lettered).
 enum Shot<'a> {
-    Voted(&'a ShotVote<'a>),
+    Voted { vote: &'a ShotVote<'a>, sighting: Sighting<'a> },
     Failed { shot_id: &'a str },
 }
 
@@ -129,6 +137,8 @@ pub struct RecognitionWorker {
     pub consumer: String,
     pub embed: EmbedService,
     pub gallery: Arc<LiveGallery>,
+    /// The process's visitor index; `None` with `[visitors] ttl_secs = 0`.
+    pub visitors: Option<Arc<LiveVisitors>>,
     pub settings: Settings,
     pub stats: Arc<WorkerStats>,
 }
@@ -312,17 +322,25 @@ impl RecognitionWorker {
                 finisher.cache(&mut conn, &face.md5, &result, &self.stats.latency).await?;
             }
             if let Some((track, _)) = track {
+                let face_px = face.bbox.w.min(face.bbox.h);
+                let sighting = Sighting {
+                    track,
+                    camera: &face.camera,
+                    embedding,
+                    jpeg: &face.crop,
+                    quality: face_px * face.score.max(0.0),
+                };
                 let vote = ShotVote {
                     shot_id: &entry.id,
                     person: person.as_ref(),
                     score,
-                    face_px: face.bbox.w.min(face.bbox.h),
+                    face_px,
                     md5: &face.md5,
                     bbox: face.bbox,
                     capture_ts: face.capture_ts,
                     model,
                 };
-                self.fold(&mut conn, track, Shot::Voted(&vote)).await?;
+                self.fold(&mut conn, track, Shot::Voted { vote: &vote, sighting }).await?;
             }
             let counter = if known { &self.stats.known } else { &self.stats.unknown };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -362,8 +380,10 @@ impl RecognitionWorker {
         let record = TrackKey::new(keys, &self.group, track);
         let (now, ttl) = (unix_millis(), self.settings.record_ttl_secs);
         let started = Instant::now();
-        let folded = match shot {
-            Shot::Voted(vote) => visit::fold(conn, &record, vote, &self.settings.vote, now, ttl).await?,
+        let folded = match &shot {
+            Shot::Voted { vote, .. } => {
+                visit::fold(conn, &record, vote, &self.settings.vote, now, ttl).await?
+            }
             Shot::Failed { shot_id } => visit::fold_failed(conn, &record, shot_id, now, ttl).await?,
         };
         self.stats.latency.observe(Stage::RedisFold, started.elapsed());
@@ -372,15 +392,65 @@ impl RecognitionWorker {
             warn!(track, "The shot's track record is gone; its vote is not counted.");
             return Ok(());
         }
+        let folded = match (&shot, &self.visitors) {
+            (Shot::Voted { vote, sighting }, Some(visitors)) => {
+                self.visitor(visitors, conn, &record, folded, vote, sighting).await?
+            }
+            _ => folded,
+        };
         let mut shared = self.bus.shared();
         let published =
-            visit::publish_unpublished(&mut shared, conn, keys, &folded, self.settings.events_maxlen, ttl)
-                .await?;
+            visit::publish_unpublished(&mut shared, conn, keys, &folded, &self.settings.publishing).await?;
         for a in &published {
             info!(track, kind = a.kind.as_str(), person = ?a.person.as_ref().map(|p| &p.name), "Visit event.");
         }
         self.stats.visits.count_all(&published, &self.stats.latency);
         Ok(())
+    }
+
+    /// The track's anonymous visitor, before its announcements are published: when this fold
+    /// decided an identity that gets one (an unknown, or anyone with `for_known`) and the track
+    /// has none yet, it is resolved (matched, or created atomically) and written into the
+    /// record and its unpublished announcements; when the track has one, this shot is added to
+    /// it (embedding, best shot, camera). Returns the fold with the visitor in it.
+    async fn visitor(
+        &self,
+        visitors: &LiveVisitors,
+        conn: &mut RedisConn,
+        record: &TrackKey,
+        folded: Folded,
+        vote: &ShotVote<'_>,
+        sighting: &Sighting<'_>,
+    ) -> Result<Folded, BusError> {
+        let for_known = visitors.settings().for_known;
+        let unpublished: Vec<&str> =
+            folded.announcements.iter().filter(|a| !a.published).map(|a| a.name.as_str()).collect();
+        let decides = folded.announcements.iter().any(|a| {
+            !a.published && a.kind != VisitKind::Left && a.decided && (a.person.is_none() || for_known)
+        });
+        let mut shared = self.bus.shared();
+        let keys = self.bus.keys();
+        let ttl = self.settings.record_ttl_secs;
+        let visitor = match &folded.visitor {
+            None if decides => {
+                let r = visitors.resolve(&mut shared, keys, sighting, &self.stats.latency).await?;
+                self.stats.visitors.count(r.status);
+                info!(track = %record.track, visitor = %r.id, status = ?r.status, score = r.score, "Visitor resolved.");
+                r.id
+            }
+            None => return Ok(folded),
+            Some(v) => {
+                if vote.person.is_none() || for_known {
+                    visitors.add(&mut shared, keys, v, sighting).await?;
+                }
+                if unpublished.is_empty() {
+                    return Ok(folded);
+                }
+                v.clone()
+            }
+        };
+        let with_visitor = visit::set_visitor(conn, record, &visitor, for_known, &unpublished, ttl).await?;
+        Ok(Folded { status: folded.status, ..with_visitor })
     }
 
     /// Moves a poison or undeliverable entry to the dead letters. A shot of a track is folded

@@ -17,6 +17,7 @@ use crate::recognize::embed_service::EmbedService;
 use crate::recognize::gallery::LiveGallery;
 use crate::recognize::worker::{RecognitionWorker, Settings, WorkerStats};
 use crate::vision::{OnnxEmbedder, Runtime};
+use crate::visitor::{LiveVisitors, VisitorSettings};
 
 /// Spawns `workers` x groups worker tasks into `tracker`. Each worker thread owns one embedding
 /// session shared by its group tasks; returns the counters of all of them. A worker that
@@ -35,6 +36,8 @@ pub fn spawn_workers(
     let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
     let gallery =
         Arc::new(LiveGallery::new(&config.recognizer.id, config.recognizer.dim, config.match_policy()));
+    let visitors =
+        config.visitors.enabled().then(|| Arc::new(LiveVisitors::new(VisitorSettings::from_config(config))));
     let stats = Arc::new(WorkerStats::default());
     let settings = Settings::from_config(config);
     for w in 0..workers {
@@ -47,6 +50,7 @@ pub fn spawn_workers(
                 consumer: consumer_name(),
                 embed: embed.clone(),
                 gallery: gallery.clone(),
+                visitors: visitors.clone(),
                 settings: settings.clone(),
                 stats: stats.clone(),
             };

@@ -47,6 +47,11 @@ pub struct VisitEvent {
     /// Recogniser id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The anonymous visitor id (`v-...`) of an unknown face, the same on every camera and
+    /// visit while the visitor is remembered; `null` for a person (unless `[visitors]
+    /// for_known`), before it is resolved, or with visitors off.
+    #[serde(default)]
+    pub visitor: Option<String>,
     /// `left` only: last sighting, Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<u64>,
@@ -83,6 +88,7 @@ impl VisitEvent {
             md5: a.md5.clone(),
             bbox: a.bbox,
             model: a.model.clone(),
+            visitor: a.visitor.clone(),
             last_seen: a.last_seen.filter(|_| left),
             dwell_ms: a.last_seen.filter(|_| left).map(|last| last.saturating_sub(a.first_seen)),
             faces_seen: a.faces_seen.filter(|_| left),
@@ -136,6 +142,7 @@ mod tests {
             md5: Some("61116d913a4d9c5c429af51fa88ace6f".into()),
             bbox: Some(BBox { x: 1.5, y: 2.0, w: 30.0, h: 40.0 }),
             model: Some("sface".into()),
+            visitor: None,
             last_seen: None,
             faces_seen: None,
             shots: None,
@@ -155,7 +162,8 @@ mod tests {
                 "first_seen": 1_700_000_000_000u64, "event_ts": 1_700_000_000_420u64,
                 "person": {"id": "ada", "name": "Ada"}, "score": 0.75,
                 "md5": "61116d913a4d9c5c429af51fa88ace6f",
-                "bbox": {"x": 1.5, "y": 2.0, "w": 30.0, "h": 40.0}, "model": "sface"
+                "bbox": {"x": 1.5, "y": 2.0, "w": 30.0, "h": 40.0}, "model": "sface",
+                "visitor": null
             })
         );
         let back: VisitEvent = serde_json::from_value(value).unwrap();
@@ -174,6 +182,7 @@ mod tests {
         let mut a = announcement(VisitKind::Left, "left");
         (a.decided, a.person, a.score, a.md5, a.bbox, a.model) = (false, None, None, None, None, None);
         (a.last_seen, a.faces_seen, a.shots) = (Some(1_700_000_009_000), Some(40), Some(3));
+        a.visitor = Some("v-0123456789ab".into());
         let value = serde_json::to_value(VisitEvent::from_announcement(&a)).unwrap();
         assert_eq!(
             value,
@@ -181,7 +190,7 @@ mod tests {
                 "schema": 2, "kind": "left", "id": "door:1700000000000:7:left",
                 "track": "door:1700000000000:7", "camera": "door", "group": "lobby",
                 "first_seen": 1_700_000_000_000u64, "event_ts": 1_700_000_000_420u64,
-                "person": null, "last_seen": 1_700_000_009_000u64, "dwell_ms": 9000,
+                "person": null, "visitor": "v-0123456789ab", "last_seen": 1_700_000_009_000u64, "dwell_ms": 9000,
                 "faces_seen": 40, "shots": 3, "decided": false
             })
         );

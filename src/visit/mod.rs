@@ -28,13 +28,13 @@ mod record;
 pub use event::{AnyEvent, VISIT_SCHEMA, VisitEvent, VisitKind};
 pub use record::{
     Announcement, FIRST_SEEN_FIELD, FoldStatus, Folded, NewShot, ShotVote, TRACK_FIELD, TrackKey, VotePolicy,
-    end_track, fold, fold_failed, mark_published, send_shot,
+    end_track, fold, fold_failed, mark_published, send_shot, set_visitor,
 };
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::bus::{BusError, Keys, RedisConn, StreamEntry, events};
-use crate::instrument::StageHooks;
+use crate::instrument::{StageHooks, unix_millis};
 
 /// Visit events published, by kind; the metrics module reads them.
 #[derive(Debug, Default)]
@@ -57,22 +57,64 @@ impl VisitCounts {
     }
 }
 
+/// What publishing a visit event needs from `cameras.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publishing {
+    /// Cap of the events stream (`[redis] events_stream_maxlen`).
+    pub events_maxlen: u64,
+    /// TTL of track records (`[tracking] record_ttl_secs`).
+    pub record_ttl_secs: u64,
+    /// TTL of visitor records (`[visitors] ttl_secs`), refreshed by a `left`.
+    pub visitor_ttl_secs: u64,
+}
+
+impl Publishing {
+    pub fn from_config(config: &crate::config::Config) -> Publishing {
+        Publishing {
+            events_maxlen: config.redis.events_stream_maxlen,
+            record_ttl_secs: config.tracking.record_ttl_secs,
+            visitor_ttl_secs: config.visitors.ttl_secs,
+        }
+    }
+}
+
 /// Publishes `announcement` as a [`VisitEvent`] (events stream, then channel, on `shared`)
-/// and marks it published in its track record (on `group_conn`). Returns the events stream id.
+/// and marks it published in its track record (on `group_conn`). A `left` of a track with a
+/// visitor also marks that visit of the visitor finished, so their next one counts as a
+/// return. Returns the events stream id.
 pub async fn publish(
     shared: &mut RedisConn,
     group_conn: &mut RedisConn,
     keys: &Keys,
     announcement: &Announcement,
-    events_maxlen: u64,
-    ttl_secs: u64,
+    settings: &Publishing,
 ) -> Result<String, BusError> {
     let event = VisitEvent::from_announcement(announcement);
     let payload = serde_json::to_vec(&event).expect("a VisitEvent serialises");
-    let id =
-        events::publish(shared, keys.events_channel(), keys.events_stream(), events_maxlen, &payload).await?;
+    let id = events::publish(
+        shared,
+        keys.events_channel(),
+        keys.events_stream(),
+        settings.events_maxlen,
+        &payload,
+    )
+    .await?;
+    if let (VisitKind::Left, Some(visitor)) = (announcement.kind, &announcement.visitor) {
+        let last_seen = announcement.last_seen.unwrap_or(announcement.event_ts);
+        let ttl = settings.visitor_ttl_secs;
+        crate::visitor::store::mark_left(
+            shared,
+            keys,
+            visitor,
+            &announcement.track,
+            last_seen,
+            unix_millis(),
+            ttl,
+        )
+        .await?;
+    }
     let track = TrackKey::new(keys, &announcement.group, &announcement.track);
-    mark_published(group_conn, &track, &announcement.name, ttl_secs).await?;
+    mark_published(group_conn, &track, &announcement.name, settings.record_ttl_secs).await?;
     Ok(id)
 }
 
@@ -82,12 +124,11 @@ pub async fn publish_unpublished<'a>(
     group_conn: &mut RedisConn,
     keys: &Keys,
     folded: &'a Folded,
-    events_maxlen: u64,
-    ttl_secs: u64,
+    settings: &Publishing,
 ) -> Result<Vec<&'a Announcement>, BusError> {
     let mut published = Vec::new();
     for a in folded.announcements.iter().filter(|a| !a.published) {
-        publish(shared, group_conn, keys, a, events_maxlen, ttl_secs).await?;
+        publish(shared, group_conn, keys, a, settings).await?;
         published.push(a);
     }
     Ok(published)

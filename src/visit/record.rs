@@ -164,6 +164,8 @@ pub enum FoldStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Folded {
     pub status: FoldStatus,
+    /// The track's anonymous visitor, once a worker resolved it ([`set_visitor`]).
+    pub visitor: Option<String>,
     /// In order; publish those not yet `published`, then [`mark_published`] each.
     pub announcements: Vec<Announcement>,
 }
@@ -192,6 +194,9 @@ pub struct Announcement {
     pub md5: Option<String>,
     pub bbox: Option<BBox>,
     pub model: Option<String>,
+    /// The track's anonymous visitor: for an unknown, or for a person with `[visitors]
+    /// for_known`.
+    pub visitor: Option<String>,
     /// For `left`: last sighting (ms), frames the face was seen in, and shots folded.
     pub last_seen: Option<u64>,
     pub faces_seen: Option<u64>,
@@ -293,6 +298,25 @@ pub async fn end_track(
     run(conn, track, &inv, || format!("end track {}", track.key)).await
 }
 
+/// Gives the track its anonymous visitor (the first one set wins: a second call returns the
+/// first visitor in [`Folded::visitor`]) and puts it in the announcements `names` that are not
+/// published yet, unless they name a person and `for_known` is false.
+pub async fn set_visitor(
+    conn: &mut RedisConn,
+    track: &TrackKey,
+    visitor: &str,
+    for_known: bool,
+    names: &[&str],
+    ttl_secs: u64,
+) -> Result<Folded, BusError> {
+    let mut inv = invocation(track, "visitor", 0, ttl_secs);
+    inv.arg(visitor).arg(if for_known { "1" } else { "0" });
+    for name in names {
+        inv.arg(*name);
+    }
+    run(conn, track, &inv, || format!("set visitor {visitor} of {}", track.key)).await
+}
+
 /// Records that announcement `name` (`arrived`, `updated:<n>`, `left`) is in the events
 /// stream, so a redelivered shot does not publish it again. False when the record or the
 /// announcement is gone (expired).
@@ -334,7 +358,8 @@ enum Decode {
     Json(serde_json::Error),
 }
 
-/// The script's reply: `[status, json, published, json, published, ...]`.
+/// The script's reply: `[status, visitor, json, published, json, published, ...]` (only the
+/// status when the record is missing).
 fn decode(value: Value) -> Result<Folded, Decode> {
     let Value::Array(items) = value else {
         return Err(Decode::Shape(format!("expected an array, got {value:?}")));
@@ -346,6 +371,7 @@ fn decode(value: Value) -> Result<Folded, Decode> {
         Some(Ok(s)) if s == "missing" => FoldStatus::NoRecord,
         other => return Err(Decode::Shape(format!("unexpected status {other:?}"))),
     };
+    let visitor = items.next().map(text).transpose().map_err(Decode::Shape)?.filter(|v| !v.is_empty());
     let mut announcements = Vec::new();
     while let Some(json) = items.next() {
         let json = text(json).map_err(Decode::Shape)?;
@@ -353,7 +379,7 @@ fn decode(value: Value) -> Result<Folded, Decode> {
         let raw: Raw = serde_json::from_str(&json).map_err(Decode::Json)?;
         announcements.push(raw.into_announcement(published).map_err(Decode::Shape)?);
     }
-    Ok(Folded { status, announcements })
+    Ok(Folded { status, visitor, announcements })
 }
 
 fn text(value: Value) -> Result<String, String> {
@@ -382,6 +408,7 @@ struct Raw {
     md5: Option<String>,
     bbox: Option<String>,
     model: Option<String>,
+    visitor: Option<String>,
     last_seen: Option<String>,
     faces_seen: Option<String>,
     shots: Option<String>,
@@ -424,6 +451,7 @@ impl Raw {
             md5: self.md5.filter(|s| !s.is_empty()),
             bbox,
             model: self.model.filter(|s| !s.is_empty()),
+            visitor: self.visitor.filter(|s| !s.is_empty()),
             last_seen: opt_num("last_seen", &self.last_seen)?,
             faces_seen: opt_num("faces_seen", &self.faces_seen)?,
             shots: opt_num("shots", &self.shots)?,

@@ -2,12 +2,13 @@
 -- Every operation on it is this one script, so Redis runs them one at a time: two workers folding
 -- shots of one track at once are serialised, and the first decision is announced exactly once.
 --
--- ARGV[1] op: fold | failed | end | published;  ARGV[2] now (ms);  ARGV[3] ttl (s);
+-- ARGV[1] op: fold | failed | end | published | visitor;  ARGV[2] now (ms);  ARGV[3] ttl (s);
 -- ARGV[4] track id;  ARGV[5] group;  ARGV[6..] per op (see src/visit/record.rs).
 --
--- Reply: { status, json_1, published_1, json_2, published_2, ... } where status is
--- ok | duplicate | missing and each json is an announcement this call (or, for a duplicate,
--- the first call with the same shot id) made.
+-- Reply: { status, visitor, json_1, published_1, json_2, published_2, ... } where status is
+-- ok | duplicate | missing, visitor is the track's anonymous visitor id ('' for none), and each
+-- json is an announcement this call (or, for a duplicate, the first call with the same shot id)
+-- made.
 --
 -- Record fields (all strings):
 --   sent, camera, group, first_seen      set by send_shot (a separate script)
@@ -19,6 +20,9 @@
 --                                        the decided identity and the shot that decided it
 --   updates                              how many `updated` announcements so far
 --   ended, last_seen, faces_seen         set by end_track
+--   visitor, visitor_known               the track's anonymous visitor (set once, by the worker
+--                                        that resolved it) and whether it is announced for a
+--                                        known person too ([visitors] for_known)
 --   ann:<name>                           announcement JSON: arrived | updated:<n> | left
 --   pub:<name>                           '1' once that announcement is in the events stream
 
@@ -40,7 +44,7 @@ if not get('sent') then
 end
 
 local function reply(status, names)
-  local out = { status }
+  local out = { status, get('visitor') or '' }
   for _, name in ipairs(names) do
     local json = get('ann:' .. name)
     if json then
@@ -73,6 +77,11 @@ local function announce(kind, name)
     a.md5 = get('md5') or ''
     a.bbox = get('bbox') or ''
     a.model = get('model') or ''
+  end
+  -- The visitor goes with unknowns, and with people only when it was asked for.
+  local visitor = get('visitor')
+  if visitor and (a.decided ~= '1' or a.person == '' or get('visitor_known') == '1') then
+    a.visitor = visitor
   end
   if kind == 'left' then
     a.last_seen = get('last_seen') or '0'
@@ -192,6 +201,31 @@ if op == 'published' then
   redis.call('HSET', key, 'pub:' .. ARGV[6], '1')
   redis.call('EXPIRE', key, ttl)
   return { 'ok' }
+end
+
+if op == 'visitor' then
+  -- ARGV[6] visitor id, ARGV[7] '1' to announce it for a known person too, ARGV[8..] the
+  -- announcements to carry it (those not yet published). The first visitor set wins: a
+  -- redelivered shot resolving again gets the same one back.
+  if not get('visitor') then
+    redis.call('HSET', key, 'visitor', ARGV[6], 'visitor_known', ARGV[7])
+  end
+  local visitor = get('visitor')
+  local names = {}
+  for i = 8, #ARGV do
+    local name = ARGV[i]
+    local json = get('ann:' .. name)
+    if json and not get('pub:' .. name) then
+      local a = cjson.decode(json)
+      if a.decided ~= '1' or a.person == '' or get('visitor_known') == '1' then
+        a.visitor = visitor
+      end
+      redis.call('HSET', key, 'ann:' .. name, cjson.encode(a))
+    end
+    names[#names + 1] = name
+  end
+  redis.call('EXPIRE', key, ttl)
+  return reply('ok', names)
 end
 
 return redis.error_reply('track script: unknown op ' .. tostring(op))

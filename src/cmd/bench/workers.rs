@@ -129,6 +129,7 @@ async fn scaling(
                 group: group.clone(),
                 consumer: consumer_name(),
                 gallery: Arc::new(LiveGallery::new(embed.model_id(), embed.dim(), Default::default())),
+                visitors: None,
                 embed,
                 settings: settings(args.batch),
                 stats: Arc::new(WorkerStats::default()),
@@ -181,6 +182,11 @@ fn settings(batch: usize) -> Settings {
         face_events: true,
         record_ttl_secs: 600,
         vote: crate::visit::VotePolicy::default(),
+        publishing: crate::visit::Publishing {
+            events_maxlen: 1_000_000,
+            record_ttl_secs: 600,
+            visitor_ttl_secs: 0,
+        },
     }
 }
 
@@ -276,6 +282,7 @@ async fn through_worker(
         consumer: consumer_name(),
         embed: embed.clone(),
         gallery: Arc::new(LiveGallery::new(embed.model_id(), embed.dim(), Default::default())),
+        visitors: None,
         settings,
         stats: Arc::new(WorkerStats::default()),
     };

@@ -1,0 +1,190 @@
+//! The in-memory index of recent visitors a worker matches against: every embedding of every
+//! visitor in one contiguous `f32` matrix, so matching a track is one pass of dot products and
+//! no round trip (measured by `redeye bench visitors`).
+//!
+//! Rows are unit length. A visitor's rows may sit anywhere in the matrix: removing one moves the
+//! last row into its place (`swap_remove`), so updates cost O(rows of that visitor), not a
+//! rebuild.
+
+use std::collections::HashMap;
+
+use crate::recognize::matcher::dot;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    id: String,
+    /// Last sighting, Unix ms; a visitor older than the TTL is not matched (and is swept).
+    last_seen: u64,
+    /// Row numbers in the matrix.
+    rows: Vec<usize>,
+}
+
+/// Recent visitors' embeddings, ready to match.
+#[derive(Debug, Clone)]
+pub struct VisitorIndex {
+    dim: usize,
+    data: Vec<f32>,
+    /// Row `r` belongs to `entries[owner[r]]`.
+    owner: Vec<usize>,
+    entries: Vec<Entry>,
+    by_id: HashMap<String, usize>,
+}
+
+impl VisitorIndex {
+    pub fn new(dim: usize) -> VisitorIndex {
+        VisitorIndex { dim, data: Vec::new(), owner: Vec::new(), entries: Vec::new(), by_id: HashMap::new() }
+    }
+
+    /// Visitors held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Embeddings held.
+    pub fn rows(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// Sets visitor `id`'s embeddings (replacing what was held); embeddings of another length
+    /// are skipped. Each is normalised on the way in.
+    pub fn upsert(&mut self, id: &str, last_seen: u64, embeddings: &[Vec<f32>]) {
+        self.remove(id);
+        let slot = self.entries.len();
+        let mut rows = Vec::with_capacity(embeddings.len());
+        for e in embeddings.iter().filter(|e| e.len() == self.dim) {
+            let start = self.data.len();
+            self.data.extend_from_slice(e);
+            normalize(&mut self.data[start..]);
+            rows.push(self.owner.len());
+            self.owner.push(slot);
+        }
+        self.entries.push(Entry { id: id.to_owned(), last_seen, rows });
+        self.by_id.insert(id.to_owned(), slot);
+    }
+
+    /// Forgets visitor `id`; returns whether it was held.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.by_id.remove(id) else {
+            return false;
+        };
+        let mut rows = std::mem::take(&mut self.entries[slot].rows);
+        // Highest first, so a row moved into a freed place is never one still to be removed.
+        rows.sort_unstable_by(|a, b| b.cmp(a));
+        for row in rows {
+            self.remove_row(row);
+        }
+        self.entries.swap_remove(slot);
+        if slot < self.entries.len() {
+            // The last entry moved into `slot`: re-point its id and its rows.
+            let moved = &self.entries[slot];
+            self.by_id.insert(moved.id.clone(), slot);
+            for &r in &moved.rows {
+                self.owner[r] = slot;
+            }
+        }
+        true
+    }
+
+    fn remove_row(&mut self, row: usize) {
+        let last = self.owner.len() - 1;
+        let dim = self.dim;
+        if row != last {
+            self.data.copy_within(last * dim..(last + 1) * dim, row * dim);
+            let moved_owner = self.owner[last];
+            self.owner[row] = moved_owner;
+            let rows = &mut self.entries[moved_owner].rows;
+            if let Some(r) = rows.iter_mut().find(|r| **r == last) {
+                *r = row;
+            }
+        }
+        self.owner.pop();
+        self.data.truncate(last * dim);
+    }
+
+    /// Drops every visitor last seen before `cutoff` (Unix ms); returns how many.
+    pub fn sweep(&mut self, cutoff: u64) -> usize {
+        let old: Vec<String> =
+            self.entries.iter().filter(|e| e.last_seen < cutoff).map(|e| e.id.clone()).collect();
+        for id in &old {
+            self.remove(id);
+        }
+        old.len()
+    }
+
+    /// The visitor whose best embedding is closest to `probe`, with that cosine, or `None` when
+    /// the index is empty or `probe` has another length.
+    pub fn best(&self, probe: &[f32]) -> Option<(&str, f32)> {
+        if probe.len() != self.dim || self.owner.is_empty() {
+            return None;
+        }
+        let mut q = probe.to_vec();
+        normalize(&mut q);
+        let (mut best_row, mut best) = (0, f32::NEG_INFINITY);
+        for (r, row) in self.data.chunks_exact(self.dim).enumerate() {
+            let s = dot(row, &q);
+            if s > best {
+                (best_row, best) = (r, s);
+            }
+        }
+        Some((self.entries[self.owner[best_row]].id.as_str(), best))
+    }
+
+    /// Whether visitor `id` is held.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let n = dot(v, v).sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(deg: f32) -> Vec<f32> {
+        let r = deg.to_radians();
+        vec![r.cos(), r.sin(), 0.0]
+    }
+
+    #[test]
+    fn best_is_over_every_embedding_of_every_visitor() {
+        let mut ix = VisitorIndex::new(3);
+        ix.upsert("v-a", 10, &[at(0.0), at(30.0)]);
+        ix.upsert("v-b", 10, &[at(90.0)]);
+        let (id, s) = ix.best(&at(35.0)).unwrap();
+        assert_eq!(id, "v-a");
+        assert!((s - 5f32.to_radians().cos()).abs() < 1e-6);
+        assert_eq!(ix.best(&at(80.0)).unwrap().0, "v-b");
+        assert!(ix.best(&[1.0]).is_none());
+    }
+
+    #[test]
+    fn removing_and_replacing_keeps_rows_and_owners_consistent() {
+        let mut ix = VisitorIndex::new(3);
+        for i in 0..20 {
+            ix.upsert(&format!("v-{i}"), i, &[at(i as f32 * 4.0), at(i as f32 * 4.0 + 1.0)]);
+        }
+        assert!(ix.remove("v-3"));
+        assert!(!ix.remove("v-3"));
+        ix.upsert("v-7", 100, &[at(200.0)]);
+        assert_eq!((ix.len(), ix.rows()), (19, 37));
+        // Every remaining visitor is still found at its own angle.
+        for i in (0..20).filter(|&i| i != 3 && i != 7) {
+            assert_eq!(ix.best(&at(i as f32 * 4.0 + 0.5)).unwrap().0, format!("v-{i}"));
+        }
+        assert_eq!(ix.best(&at(200.0)).unwrap().0, "v-7");
+        assert_eq!(ix.sweep(10), 10);
+        assert!(!ix.contains("v-9") && ix.contains("v-10") && ix.contains("v-7"));
+        assert_eq!(ix.best(&at(41.0)).unwrap().0, "v-10");
+    }
+}
