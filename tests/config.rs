@@ -233,6 +233,38 @@ url = "rtsp://h/s"
 }
 
 #[test]
+fn visitors_settings_out_of_range_are_reported_with_their_lines() {
+    let body = r#"[visitors]
+ttl_secs = 99999999
+threshold = 0.2
+max_visitors = 0
+embeddings = 40
+enroll_min_embeddings = 0
+[[group]]
+name = "g"
+[[group.camera]]
+name = "c"
+url = "rtsp://h/s"
+"#;
+    let got = problems(body);
+    let has = |line: usize, path: &str, message: &str| {
+        let line = header_lines() + line;
+        assert!(
+            got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
+            "no problem {line}: {path}: ..{message}.. in {got:#?}"
+        );
+    };
+    has(2, "visitors.ttl_secs", "between 0 (off) and 2592000");
+    has(3, "visitors.threshold", "below [matching] threshold 0.363");
+    has(4, "visitors.max_visitors", "between 1 and");
+    has(5, "visitors.embeddings", "between 1 and 32");
+    has(6, "visitors.enroll_min_embeddings", "between 1 and embeddings");
+    assert_eq!(got.len(), 5, "{got:#?}");
+    let nan = problems("[visitors]\nthreshold = nan\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n");
+    assert!(nan.iter().any(|p| p.contains("visitors.threshold: threshold NaN must be in (0, 1]")), "{nan:#?}");
+}
+
+#[test]
 fn topologies_exclude_each_other_and_nodes_need_pinning() {
     let body = r#"[redis]
 url = "redis://127.0.0.1:6379"

@@ -164,6 +164,7 @@ fn two_strangers_get_two_ids_and_a_returning_one_keeps_his() {
 
     let stored = stored_visitors(&config);
     let record = stored.iter().find(|v| v["id"] == franck).unwrap_or_else(|| panic!("{stored:#?}"));
+    eprintln!("Franck's return matched with {}", record["best_match"]);
     assert!(record["returns"].as_u64().unwrap() >= 1, "{record:#?}");
     assert!(metric_sum(admin, "redeye_visitors_returning_total") >= 1.0);
     let new = metric_sum(admin, "redeye_visitors_new_total");
@@ -348,5 +349,29 @@ fn distinct_people_never_share_a_visitor_id() {
             }
         }
     }
-    eprintln!("visitors per person: {ids:?}");
+    // How far apart the people are: the closest pair of different people's embeddings, against
+    // the threshold (0.5 by default).
+    let embeddings = |v: &str| -> Vec<Vec<f32>> {
+        let fields: HashMap<String, Vec<u8>> = redis.query(redis::cmd("HGETALL").arg(format!("{PREFIX}:{{visitors}}:v:{v}")));
+        fields
+            .iter()
+            .filter(|(k, _)| k.starts_with("e:"))
+            .map(|(_, b)| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            .collect()
+    };
+    let mut closest = (f32::MIN, "", "");
+    for (a, va) in &ids {
+        for (b, vb) in ids.iter().filter(|(b, _)| a < *b) {
+            for ea in va.iter().flat_map(|v| embeddings(v)) {
+                for eb in vb.iter().flat_map(|v| embeddings(v)) {
+                    let s: f32 = ea.iter().zip(&eb).map(|(x, y)| x * y).sum();
+                    if s > closest.0 {
+                        closest = (s, a, b);
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("visitors per person: {ids:?}; closest different people: {closest:?}");
+    assert!(closest.0 < 0.5, "{closest:?}");
 }

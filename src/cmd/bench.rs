@@ -9,6 +9,7 @@
 mod decode;
 mod measure;
 mod opencv;
+mod visitors;
 mod workers;
 
 use std::fmt::Write as _;
@@ -43,6 +44,9 @@ pub enum What {
     Workers(workers::WorkersArgs),
     /// H.264 decode frames/s against the ffmpeg CLI, and CPU per camera.
     Decode(decode::DecodeArgs),
+    /// Matching a track against 1k/10k/100k visitors in memory, the atomic resolve round trip,
+    /// and Redis memory per visitor (starts its own redis-server).
+    Visitors(visitors::VisitorsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +77,7 @@ pub fn run(_common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         What::Vision(args) => args,
         What::Workers(args) => return workers::run(args),
         What::Decode(args) => return decode::run(args),
+        What::Visitors(args) => return visitors::run(args),
     };
     anyhow::ensure!(args.seconds > 0.0 && args.seconds.is_finite(), "--seconds must be positive");
     anyhow::ensure!(args.threads.iter().all(|&t| t >= 1), "--threads must be at least 1");

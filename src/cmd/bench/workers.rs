@@ -46,10 +46,10 @@ pub struct WorkersArgs {
 }
 
 /// A `redis-server` on a free port, killed on drop. Without persistence it writes nothing.
-struct Server(Child, u16);
+pub(super) struct Server(Child, pub(super) u16);
 
 impl Server {
-    fn start() -> anyhow::Result<Server> {
+    pub(super) fn start() -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -190,7 +190,7 @@ fn settings(batch: usize) -> Settings {
     }
 }
 
-async fn connect_retrying(url: &str) -> anyhow::Result<Bus> {
+pub(super) async fn connect_retrying(url: &str) -> anyhow::Result<Bus> {
     let keys = Keys::new("bench", "image", "bench:events");
     for _ in 0..50 {
         if let Ok(bus) =
@@ -204,7 +204,7 @@ async fn connect_retrying(url: &str) -> anyhow::Result<Bus> {
 }
 
 /// Aligned crops from the photos' faces, nudged by sub-pixel offsets so each is distinct.
-fn make_crops(rt: &Runtime, dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<(RgbImage, Vec<u8>)>> {
+pub(super) fn make_crops(rt: &Runtime, dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<(RgbImage, Vec<u8>)>> {
     let spec = DetectorSpec::default();
     let mut detector = YuNet::load(rt, spec, &SessionOptions::default())?;
     let mut faces = Vec::new();
