@@ -260,8 +260,13 @@ url = "rtsp://h/s"
     has(5, "visitors.embeddings", "between 1 and 32");
     has(6, "visitors.enroll_min_embeddings", "between 1 and embeddings");
     assert_eq!(got.len(), 5, "{got:#?}");
-    let nan = problems("[visitors]\nthreshold = nan\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n");
-    assert!(nan.iter().any(|p| p.contains("visitors.threshold: threshold NaN must be in (0, 1]")), "{nan:#?}");
+    let nan = problems(
+        "[visitors]\nthreshold = nan\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n",
+    );
+    assert!(
+        nan.iter().any(|p| p.contains("visitors.threshold: threshold NaN must be in (0, 1]")),
+        "{nan:#?}"
+    );
 }
 
 #[test]

@@ -352,7 +352,8 @@ fn distinct_people_never_share_a_visitor_id() {
     // How far apart the people are: the closest pair of different people's embeddings, against
     // the threshold (0.5 by default).
     let embeddings = |v: &str| -> Vec<Vec<f32>> {
-        let fields: HashMap<String, Vec<u8>> = redis.query(redis::cmd("HGETALL").arg(format!("{PREFIX}:{{visitors}}:v:{v}")));
+        let fields: HashMap<String, Vec<u8>> =
+            redis.query(redis::cmd("HGETALL").arg(format!("{PREFIX}:{{visitors}}:v:{v}")));
         fields
             .iter()
             .filter(|(k, _)| k.starts_with("e:"))

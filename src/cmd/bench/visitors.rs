@@ -43,7 +43,10 @@ pub struct VisitorsArgs {
 const DIM: usize = 128;
 
 pub fn run(args: VisitorsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.embeddings >= 1 && args.queries >= 1, "--embeddings and --queries must be at least 1");
+    anyhow::ensure!(
+        args.embeddings >= 1 && args.queries >= 1,
+        "--embeddings and --queries must be at least 1"
+    );
     let mut rng = StdRng::seed_from_u64(7);
     println!(
         "Matching one track against N visitors x {} embeddings of {DIM} floats, {} queries (p50 / p99 per query)",

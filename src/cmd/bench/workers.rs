@@ -204,7 +204,11 @@ pub(super) async fn connect_retrying(url: &str) -> anyhow::Result<Bus> {
 }
 
 /// Aligned crops from the photos' faces, nudged by sub-pixel offsets so each is distinct.
-pub(super) fn make_crops(rt: &Runtime, dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<(RgbImage, Vec<u8>)>> {
+pub(super) fn make_crops(
+    rt: &Runtime,
+    dir: &std::path::Path,
+    n: usize,
+) -> anyhow::Result<Vec<(RgbImage, Vec<u8>)>> {
     let spec = DetectorSpec::default();
     let mut detector = YuNet::load(rt, spec, &SessionOptions::default())?;
     let mut faces = Vec::new();
