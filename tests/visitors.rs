@@ -16,7 +16,7 @@ use support::clips::{self, ClipSpec, Layout, Segment, VideoClip};
 use support::config::{Camera, Group, TestConfig};
 use support::process::{Process, run_redeye};
 use support::redis::RedisServer;
-use support::{free_port, wait_until};
+use support::{free_port, metric_sum, wait_until};
 
 const PREFIX: &str = "vis";
 
@@ -68,18 +68,6 @@ fn stored_visitors(config: &Path) -> Vec<Json> {
     let out = run_redeye(config, &["visitors", "--json"]);
     assert!(out.status.success(), "visitors: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-/// The sum of every sample of `family` on the process's `/metrics`.
-fn metric_sum(admin: SocketAddr, family: &str) -> f64 {
-    let body = ureq::get(&format!("http://{admin}/metrics"))
-        .call()
-        .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
-        .unwrap_or_default();
-    body.lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// One stranger on two cameras of two groups at once (two stretches of the same man's video),

@@ -16,7 +16,7 @@ use support::clips::{self, VideoClip};
 use support::config::{Camera, Group, TestConfig};
 use support::process::{Process, enroll};
 use support::redis::RedisServer;
-use support::{free_port, wait_until};
+use support::{free_port, metric_sum, wait_until};
 
 const PREFIX: &str = "lv";
 const FRANCK: &str = "franck";
@@ -66,18 +66,6 @@ fn person(e: &VisitEvent) -> Option<&str> {
 
 fn faces_stream_len(redis: &RedisServer) -> u64 {
     redis.query(redis::cmd("XLEN").arg(format!("{PREFIX}:{{lobby}}:faces")))
-}
-
-/// The sum of every sample of `family` on the process's `/metrics`.
-fn metric_sum(admin: SocketAddr, family: &str) -> f64 {
-    let body = ureq::get(&format!("http://{admin}/metrics"))
-        .call()
-        .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
-        .unwrap_or_default();
-    body.lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn enroll_franck(config: &Path) {

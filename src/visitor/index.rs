@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::recognize::matcher::dot;
+pub use crate::recognize::matcher::normalize;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -136,14 +137,6 @@ impl VisitorIndex {
     /// Whether visitor `id` is held.
     pub fn contains(&self, id: &str) -> bool {
         self.by_id.contains_key(id)
-    }
-}
-
-/// Scales `v` to unit length (a zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
-    let n = dot(v, v).sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
     }
 }
 

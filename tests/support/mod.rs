@@ -69,3 +69,16 @@ pub fn photo(name: &str) -> PathBuf {
     assert!(path.is_file(), "{} is missing: run `make setup` (scripts/setup.sh)", path.display());
     path
 }
+
+/// The sum of every sample of `family` on the `/metrics` of the process serving `admin` (0 when
+/// it does not answer).
+pub fn metric_sum(admin: std::net::SocketAddr, family: &str) -> f64 {
+    let body = ureq::get(&format!("http://{admin}/metrics"))
+        .call()
+        .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
+        .unwrap_or_default();
+    body.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
