@@ -5,11 +5,23 @@
 //! Rows are unit length. A visitor's rows may sit anywhere in the matrix: removing one moves the
 //! last row into its place (`swap_remove`), so updates cost O(rows of that visitor), not a
 //! rebuild.
+//!
+//! At 100k visitors the f32 matrix is 256 MB and a scan is bound by memory bandwidth, so the scan
+//! reads a 16-bit fixed-point copy of it (each unit-length component times 2047: half the bytes,
+//! and SSE2's multiply-add of 16-bit pairs) and re-scores the [`RERANK`] best rows in f32, so the
+//! answer is the exact cosine of the best row. The fixed-point score is off by about 0.001, far
+//! less than the gap between the best row and the ninth best that would have to be crossed to
+//! change the answer. Measured with `redeye bench visitors` (100k visitors x 5): 16 ms against
+//! 25 ms for the f32 scan; an 8-bit copy was no faster than f32 on the x86-64 baseline (it has
+//! no cheap widening of 8-bit products).
 
 use std::collections::HashMap;
 
 use crate::recognize::matcher::dot;
 pub use crate::recognize::matcher::normalize;
+
+/// Rows re-scored exactly after the fixed-point scan.
+pub const RERANK: usize = 8;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -25,6 +37,8 @@ struct Entry {
 pub struct VisitorIndex {
     dim: usize,
     data: Vec<f32>,
+    /// `data` in 16-bit fixed point (x 2047), scanned first.
+    codes: Vec<i16>,
     /// Row `r` belongs to `entries[owner[r]]`.
     owner: Vec<usize>,
     entries: Vec<Entry>,
@@ -33,7 +47,14 @@ pub struct VisitorIndex {
 
 impl VisitorIndex {
     pub fn new(dim: usize) -> VisitorIndex {
-        VisitorIndex { dim, data: Vec::new(), owner: Vec::new(), entries: Vec::new(), by_id: HashMap::new() }
+        VisitorIndex {
+            dim,
+            data: Vec::new(),
+            codes: Vec::new(),
+            owner: Vec::new(),
+            entries: Vec::new(),
+            by_id: HashMap::new(),
+        }
     }
 
     /// Visitors held.
@@ -60,6 +81,7 @@ impl VisitorIndex {
             let start = self.data.len();
             self.data.extend_from_slice(e);
             normalize(&mut self.data[start..]);
+            self.codes.extend(self.data[start..].iter().map(|&x| quantize(x)));
             rows.push(self.owner.len());
             self.owner.push(slot);
         }
@@ -95,6 +117,7 @@ impl VisitorIndex {
         let dim = self.dim;
         if row != last {
             self.data.copy_within(last * dim..(last + 1) * dim, row * dim);
+            self.codes.copy_within(last * dim..(last + 1) * dim, row * dim);
             let moved_owner = self.owner[last];
             self.owner[row] = moved_owner;
             let rows = &mut self.entries[moved_owner].rows;
@@ -104,6 +127,7 @@ impl VisitorIndex {
         }
         self.owner.pop();
         self.data.truncate(last * dim);
+        self.codes.truncate(last * dim);
     }
 
     /// Drops every visitor last seen before `cutoff` (Unix ms); returns how many.
@@ -124,20 +148,50 @@ impl VisitorIndex {
         }
         let mut q = probe.to_vec();
         normalize(&mut q);
-        let (mut best_row, mut best) = (0, f32::NEG_INFINITY);
-        for (r, row) in self.data.chunks_exact(self.dim).enumerate() {
-            let s = dot(row, &q);
-            if s > best {
-                (best_row, best) = (r, s);
+        let fixed: Vec<i16> = q.iter().map(|&x| quantize(x)).collect();
+        // The RERANK best rows by fixed-point score, worst first.
+        let mut top: Vec<(i32, usize)> = Vec::with_capacity(RERANK + 1);
+        for (r, row) in self.codes.chunks_exact(self.dim).enumerate() {
+            let s = dot_fixed(row, &fixed);
+            if top.len() < RERANK || s > top[0].0 {
+                let at = top.partition_point(|&(t, _)| t < s);
+                top.insert(at, (s, r));
+                if top.len() > RERANK {
+                    top.remove(0);
+                }
             }
         }
-        Some((self.entries[self.owner[best_row]].id.as_str(), best))
+        let dim = self.dim;
+        let (best, row) = top
+            .iter()
+            .map(|&(_, r)| (dot(&self.data[r * dim..(r + 1) * dim], &q), r))
+            .max_by(|a, b| a.0.total_cmp(&b.0))?;
+        Some((self.entries[self.owner[row]].id.as_str(), best))
     }
 
     /// Whether visitor `id` is held.
     pub fn contains(&self, id: &str) -> bool {
         self.by_id.contains_key(id)
     }
+}
+
+fn quantize(x: f32) -> i16 {
+    (x * 2047.0).round().clamp(-2047.0, 2047.0) as i16
+}
+
+/// Fixed-point dot product with sixteen independent accumulators, so that the compiler
+/// vectorises it (SSE2 `pmaddwd`).
+fn dot_fixed(a: &[i16], b: &[i16]) -> i32 {
+    let mut acc = [0i32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: i32 =
+        ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    acc.iter().sum::<i32>() + tail
 }
 
 #[cfg(test)]
@@ -180,5 +234,41 @@ mod tests {
         assert_eq!(ix.sweep(10), 8);
         assert!(!ix.contains("v-9") && ix.contains("v-10") && ix.contains("v-7"));
         assert_eq!(ix.best(&at(41.0)).unwrap().0, "v-10");
+    }
+
+    /// The fixed-point scan with the exact re-rank finds what an exact scan finds, with its
+    /// exact score.
+    #[test]
+    fn the_fixed_point_scan_agrees_with_an_exact_one() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let mut ix = VisitorIndex::new(128);
+        let mut all = Vec::new();
+        for i in 0..2000 {
+            let e: Vec<f32> = (0..128).map(|_| next()).collect();
+            ix.upsert(&format!("v-{i}"), 0, std::slice::from_ref(&e));
+            all.push(e);
+        }
+        for _ in 0..50 {
+            let probe: Vec<f32> = (0..128).map(|_| next()).collect();
+            let mut unit = probe.clone();
+            normalize(&mut unit);
+            let exact = all
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let mut e = e.clone();
+                    normalize(&mut e);
+                    (i, dot(&e, &unit))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            let (id, score) = ix.best(&probe).unwrap();
+            assert_eq!(id, format!("v-{}", exact.0));
+            assert!((score - exact.1).abs() < 1e-5, "{score} vs {}", exact.1);
+        }
     }
 }
