@@ -18,7 +18,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let bus = app::connect(&config).await?;
     let mut conn = bus.shared();
     let version = gallery::version(&mut conn, bus.keys()).await?;
-    let people = gallery::list(&mut conn, bus.keys()).await?;
+    let (people, malformed) = gallery::list(&mut conn, bus.keys()).await?;
+    for bad in &malformed {
+        eprintln!("skipped a malformed record: {bad}");
+    }
     if args.json {
         for p in &people {
             println!("{}", serde_json::to_string(p)?);

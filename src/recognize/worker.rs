@@ -78,6 +78,8 @@ pub struct WorkerStats {
     pub dead_letters: AtomicU64,
     pub claimed: AtomicU64,
     pub errors: AtomicU64,
+    /// Malformed records the last gallery load skipped (a gauge).
+    pub gallery_malformed: AtomicU64,
     /// Visit events this worker published.
     pub visits: VisitCounts,
     /// Embed, match and Redis latencies and time-to-name, once the metrics registry attaches.
@@ -134,6 +136,19 @@ pub struct RecognitionWorker {
 }
 
 impl RecognitionWorker {
+    /// Another worker with the same consumer name, counters and services (a restart).
+    pub fn clone_settings(&self) -> RecognitionWorker {
+        RecognitionWorker {
+            bus: self.bus.clone(),
+            group: self.group.clone(),
+            consumer: self.consumer.clone(),
+            embed: self.embed.clone(),
+            gallery: self.gallery.clone(),
+            settings: self.settings.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+
     /// Runs until `token` is cancelled, backing off and reconnecting after a retryable error.
     /// Returns a fatal error (the caller reports it on `/ready`); either way, on the way out it
     /// removes its consumer from the group if nothing is pending for it.
@@ -279,6 +294,7 @@ impl RecognitionWorker {
             .current(&mut shared, self.bus.keys())
             .await
             .map_err(|e| WorkerError::from_gallery(&shared, e))?;
+        self.stats.gallery_malformed.store(self.gallery.malformed(), Ordering::Relaxed);
         let crops: Vec<RgbImage> = good.iter().map(|(_, _, c)| c.clone()).collect();
         let started = Instant::now();
         let embedded = self.embed.embed(crops).await;
@@ -345,9 +361,13 @@ impl RecognitionWorker {
         if face.crop_size != size {
             return Err(format!("crop_size is {}, this recogniser takes {size}", face.crop_size));
         }
-        let crop = image::load_from_memory_with_format(&face.crop, image::ImageFormat::Jpeg)
-            .map_err(|e| format!("crop is not a JPEG: {e}"))?
-            .to_rgb8();
+        // The header first: a crop claiming 8000x8000 pixels is refused before any is decoded.
+        let jpeg = || image::ImageReader::with_format(std::io::Cursor::new(&face.crop), image::ImageFormat::Jpeg);
+        let (w, h) = jpeg().into_dimensions().map_err(|e| format!("crop is not a JPEG: {e}"))?;
+        if (w, h) != (size, size) {
+            return Err(format!("crop is {w}x{h}, expected {size}x{size}"));
+        }
+        let crop = jpeg().decode().map_err(|e| format!("crop is not a JPEG: {e}"))?.to_rgb8();
         if crop.dimensions() != (size, size) {
             return Err(format!("crop is {}x{}, expected {size}x{size}", crop.width(), crop.height()));
         }

@@ -1,0 +1,199 @@
+//! Bad data and faults never stop recognition or lose work silently (issue 15): malformed gallery
+//! records injected into a real Redis, a worker stopped with SIGSTOP behind a capped stream,
+//! hostile files and crops, names with control characters, Redis refusing writes. Each case runs
+//! the real binary against a real `redis-server`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redeye::wire::FaceEntry;
+use support::config::{Camera, Group, TestConfig};
+use support::faces::{self, Faces};
+use support::process::{Process, run_redeye};
+use support::redis::RedisServer;
+use support::{free_port, photo, wait_until};
+
+const PREFIX: &str = "rb";
+
+/// `GET url`: status and body (status 0 and the error when nothing answers).
+fn get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    match agent.get(url).call() {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The value of the sample `name` (with its labels, as printed) in a Prometheus text page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn admin_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// XADDs `entry` to its group's faces stream as ingest would; returns the entry id.
+fn add(redis: &RedisServer, entry: &FaceEntry) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(format!("{PREFIX}:{{{}}}:faces", entry.group)).arg("*");
+    for (k, v) in entry.to_fields() {
+        cmd.arg(k).arg(v);
+    }
+    redis.query(&cmd)
+}
+
+/// Every event in the events stream, as JSON.
+fn events(redis: &RedisServer) -> Vec<serde_json::Value> {
+    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
+        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:events")).arg("-").arg("+"));
+    rows.into_iter().map(|(_, f)| serde_json::from_slice(&f["event"]).expect("event JSON")).collect()
+}
+
+fn dead_len(redis: &RedisServer, group: &str) -> i64 {
+    redis.query(redis::cmd("XLEN").arg(format!("{PREFIX}:{{{group}}}:dead")))
+}
+
+/// Enrols `name` from `photo_file` with the real binary.
+fn enroll(config: &Path, name: &str, photo_file: &str) {
+    support::process::enroll(config, name, photo_file);
+}
+
+fn people_key() -> String {
+    format!("{PREFIX}:{{gallery}}:people")
+}
+
+/// The three malformed records of the probe: a `dim` whose `* 4` wraps, a record that is not
+/// JSON, and a person whose embeddings are 7 bytes.
+fn inject_bad_records(redis: &RedisServer) {
+    let huge = r#"{"id":"huge","name":"Huge","model":"sface-2021dec-fp32","dim":4611686018427387904,"created":1,"updated":1}"#;
+    let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("huge").arg(huge));
+    let _: () = redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:huge")).arg(vec![0u8; 16]));
+    let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("bogus").arg("notjson"));
+    let seven = r#"{"id":"seven","name":"Seven","model":"sface-2021dec-fp32","dim":128,"created":1,"updated":1}"#;
+    let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("seven").arg(seven));
+    let _: () = redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:seven")).arg(vec![1u8; 7]));
+}
+
+fn config_for(redis: &RedisServer, dir: &Path, admin: SocketAddr) -> PathBuf {
+    TestConfig::new(PREFIX)
+        .redis(redis)
+        .admin(admin)
+        .worker("claim_idle_ms", 1500)
+        .group(Group::new("lobby").camera(Camera::unused("door")))
+        .write(dir)
+}
+
+#[test]
+fn malformed_gallery_records_are_skipped_and_the_rest_still_recognises() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = admin_addr();
+    let config = config_for(&redis, dir.path(), admin);
+    enroll(&config, "Barack Obama", "obama.jpg");
+    inject_bad_records(&redis);
+
+    // The clients: `gallery` lists the good person and names each bad key; `identify` names him.
+    let out = run_redeye(&config, &["gallery"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "gallery: {stdout}\n{stderr}");
+    assert!(stdout.contains("1 people") && stdout.contains("barack-obama"), "{stdout}");
+    for key in ["people huge", "people bogus", "emb:seven"] {
+        assert!(stderr.contains(key), "gallery names the malformed `{key}`: {stderr}");
+    }
+    let photo_path = photo("obama2.jpg");
+    let out = run_redeye(&config, &["identify", photo_path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "identify: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("barack-obama"), "{stdout}");
+
+    // A worker: recognises, dead-letters nothing, says so once per key and in the gauge.
+    let mut worker = Process::redeye(dir.path(), "recognize", &config, &["recognize", "--workers", "1"]);
+    let mut faces = Faces::load();
+    let crops = faces.crops("obama2.jpg", 3);
+    add(&redis, &faces::entry(&crops[0], "door", "lobby", 1));
+    let named = |redis: &RedisServer, n: usize| {
+        let ev = events(redis);
+        ev.len() >= n && ev.iter().all(|e| e["person"]["id"] == "barack-obama")
+    };
+    wait_until(Duration::from_secs(60), "the crop to be named", || {
+        worker.assert_running();
+        named(&redis, 1)
+    });
+    let metrics = format!("http://{admin}/metrics");
+    wait_until(Duration::from_secs(10), "the malformed gauge", || {
+        sample(&get(&metrics).1, "redeye_gallery_malformed_records") == Some(3.0)
+    });
+
+    // A version that is not a counter: nothing is answered from the cache, recognition goes on.
+    let _: () = redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:version")).arg("abc"));
+    add(&redis, &faces::entry(&crops[1], "door", "lobby", 2));
+    add(&redis, &faces::entry(&crops[2], "door", "lobby", 3));
+    wait_until(Duration::from_secs(30), "both crops to be named", || {
+        worker.assert_running();
+        named(&redis, 3)
+    });
+    wait_until(Duration::from_secs(10), "the gauge to count the version", || {
+        sample(&get(&metrics).1, "redeye_gallery_malformed_records") == Some(4.0)
+    });
+    assert_eq!(dead_len(&redis, "lobby"), 0, "nothing dead-lettered");
+    assert_eq!(get(&format!("http://{admin}/ready")).0, 200);
+    let log = worker.log_text();
+    for key in ["people huge", "people bogus", "emb:seven"] {
+        assert_eq!(log.matches(key).count(), 1, "`{key}` is logged once:\n{log}");
+    }
+    assert!(!log.contains("retrying") && !log.contains("panicked"), "{log}");
+    let out = run_redeye(&config, &["identify", photo_path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("barack-obama"), "{stdout}");
+    assert!(stdout.contains("\"cached\":false"), "no cache at an unknown version: {stdout}");
+}
+
+/// A JPEG of `side` x `side` pixels.
+fn big_jpeg(side: u32) -> Vec<u8> {
+    faces::jpeg(&image::RgbImage::from_pixel(side, side, image::Rgb([90, 120, 150])))
+}
+
+/// Peak resident memory of `pid`, in kB (`VmHWM`).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_oversized_crop_is_refused_from_its_header_without_decoding() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = admin_addr();
+    let config = config_for(&redis, dir.path(), admin);
+    let mut worker = Process::redeye(dir.path(), "recognize", &config, &["recognize", "--workers", "1"]);
+    let mut faces = Faces::load();
+    let crop = faces.crops("obama2.jpg", 1).remove(0);
+    // A good crop first, so the worker has loaded everything it ever loads.
+    add(&redis, &faces::entry(&crop, "door", "lobby", 1));
+    wait_until(Duration::from_secs(60), "the good crop's event", || {
+        worker.assert_running();
+        !events(&redis).is_empty()
+    });
+    let before = peak_rss_kb(worker.pid());
+    // 8000x8000 RGB is 192 MB decoded.
+    let mut entry = faces::entry(&crop, "door", "lobby", 2);
+    entry.crop = big_jpeg(8000);
+    entry.md5 = redeye::recognition::content_key(&entry.crop);
+    add(&redis, &entry);
+    wait_until(Duration::from_secs(60), "the dead letter", || {
+        worker.assert_running();
+        dead_len(&redis, "lobby") == 1
+    });
+    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
+        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:{{lobby}}:dead")).arg("-").arg("+"));
+    let reason = String::from_utf8_lossy(&rows[0].1["reason"]).to_string();
+    assert!(reason.contains("8000x8000"), "{reason}");
+    let grown_mb = peak_rss_kb(worker.pid()).saturating_sub(before) / 1024;
+    assert!(grown_mb < 64, "the worker's peak memory grew by {grown_mb} MB: the crop was decoded");
+}
