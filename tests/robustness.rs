@@ -153,6 +153,115 @@ fn malformed_gallery_records_are_skipped_and_the_rest_still_recognises() {
     assert!(stdout.contains("\"cached\":false"), "no cache at an unknown version: {stdout}");
 }
 
+/// Sends `signal` (e.g. `-STOP`, `-CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+fn xlen(redis: &RedisServer, key: &str) -> u64 {
+    redis.query(redis::cmd("XLEN").arg(key))
+}
+
+/// Sum of every sample of family `name` (all label sets) on a metrics page.
+fn family_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_stopped_worker_behind_a_capped_stream_loses_no_crop_silently() {
+    const CAP: u64 = 4;
+    let redis = RedisServer::start();
+    let clip = support::clips::clip(&support::clips::vga());
+    let mut rtsp = support::rtsp::RtspServer::start(&[("vga", &clip)]);
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_admin, ingest_admin) = (admin_addr(), admin_addr());
+    let camera = Camera::new("door", &rtsp.url("vga")).set("transport", "tcp").set("fps", 4);
+    let base = TestConfig::new(PREFIX)
+        .redis(&redis)
+        .redis_key("faces_stream_maxlen", CAP as i64)
+        .untracked()
+        .group(Group::new("lobby").camera(camera));
+    let (wdir, idir) = (dir.path().join("w"), dir.path().join("i"));
+    std::fs::create_dir_all(&wdir).unwrap();
+    std::fs::create_dir_all(&idir).unwrap();
+    let worker_config = base.clone().admin(worker_admin).write(&wdir);
+    let ingest_config = base.admin(ingest_admin).write(&idir);
+    enroll(&worker_config, "Barack Obama", "obama.jpg");
+
+    let mut worker = Process::redeye(dir.path(), "recognize", &worker_config, &["recognize", "--workers", "1"]);
+    wait_until(Duration::from_secs(60), "the worker to be ready", || {
+        worker.assert_running();
+        get(&format!("http://{worker_admin}/ready")).0 == 200
+    });
+    let mut ingest = Process::redeye(dir.path(), "ingest", &ingest_config, &["ingest"]);
+    let ingest_metrics = format!("http://{ingest_admin}/metrics");
+    let misses = || sample(&get(&ingest_metrics).1, "redeye_cache_misses_total").unwrap_or(0.0);
+    let dropped = || {
+        sample(&get(&ingest_metrics).1, "redeye_ingest_crops_dropped_total{reason=\"stream_full\"}").unwrap_or(0.0)
+    };
+    wait_until(Duration::from_secs(60), "crops through the worker", || {
+        ingest.assert_running();
+        misses() >= 2.0 && !events(&redis).is_empty()
+    });
+
+    // The worker falls behind for good: the stream fills to the cap and no further.
+    signal(worker.pid(), "-STOP");
+    let faces = format!("{PREFIX}:{{lobby}}:faces");
+    wait_until(Duration::from_secs(60), "ingest to drop crops at the cap", || {
+        ingest.assert_running();
+        let len = xlen(&redis, &faces);
+        assert!(len <= CAP, "the stream holds {len} entries, more than the cap {CAP}");
+        dropped() >= 5.0
+    });
+    assert!(ingest.log_text().contains("faces stream is full"), "a warning says so");
+
+    // The camera stops; once ingest's counters settle, every crop it handed off must be finished.
+    rtsp.stop();
+    let mut last = (misses(), dropped());
+    let mut settled = 0;
+    wait_until(Duration::from_secs(30), "ingest's counters to settle", || {
+        let now = (misses(), dropped());
+        settled = if now == last { settled + 1 } else { 0 };
+        last = now;
+        settled >= 20
+    });
+    let (handed_off, dropped) = last;
+    signal(worker.pid(), "-CONT");
+    let pending = |redis: &RedisServer| -> i64 {
+        let summary: redis::Value = redis.query(redis::cmd("XPENDING").arg(&faces).arg("recognizers"));
+        match summary {
+            redis::Value::Array(v) => match v.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => -1,
+            },
+            _ => -1,
+        }
+    };
+    wait_until(Duration::from_secs(60), "the worker to finish the backlog", || {
+        worker.assert_running();
+        xlen(&redis, &faces) == 0 && pending(&redis) == 0
+    });
+    let recognised: Vec<String> = events(&redis)
+        .into_iter()
+        .filter(|e| e["cached"] == false)
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: std::collections::HashSet<&String> = recognised.iter().collect();
+    assert_eq!(unique.len(), recognised.len(), "each entry once");
+    assert_eq!(
+        recognised.len() as f64 + dead_len(&redis, "lobby") as f64,
+        handed_off,
+        "every crop handed off was recognised or dead-lettered ({dropped} dropped at the cap)"
+    );
+    let worker_page = get(&format!("http://{worker_admin}/metrics")).1;
+    assert_eq!(family_sum(&worker_page, "redeye_recognitions_total"), handed_off, "{worker_page}");
+    ingest.terminate(Duration::from_secs(20));
+}
+
 /// A JPEG of `side` x `side` pixels.
 fn big_jpeg(side: u32) -> Vec<u8> {
     faces::jpeg(&image::RgbImage::from_pixel(side, side, image::Rgb([90, 120, 150])))

@@ -2,6 +2,12 @@
 //!
 //! Every function takes the [`RedisConn`] holding the stream (for a group's faces stream,
 //! `bus.group(name)`), and returns errors that name the command, the key and the target.
+//!
+//! A faces stream holds only unfinished work: [`ack`] and [`dead_letter`] delete the entry in
+//! the same atomic step that acknowledges it, so the stream's length is what no worker has
+//! finished, and [`append_bounded`] refuses a new entry at the cap instead of trimming (`MAXLEN`
+//! would silently drop crops nobody recognised). Streams of finished things (events, dead
+//! letters) are capped with [`append_capped`].
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -29,6 +35,38 @@ pub async fn append_capped(
     let op = || format!("XADD {key}");
     let id: Value = cmd.query_async(conn).await.map_err(|e| conn.error(op(), e))?;
     reply::string(id).map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// Appends one entry to `key` unless the stream already holds `maxlen` entries: the length
+/// check and the XADD are one script, so concurrent appenders cannot overshoot. Returns the new
+/// entry's id, or `None` when the stream is full (the caller counts the drop).
+pub async fn append_bounded(
+    conn: &mut RedisConn,
+    key: &str,
+    maxlen: u64,
+    fields: &[(&str, &[u8])],
+) -> Result<Option<String>, BusError> {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+            if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+            local args = {'XADD', KEYS[1], '*'}
+            for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+            return redis.call(unpack(args))
+            ",
+        )
+    });
+    let mut invocation = SCRIPT.key(key);
+    invocation.arg(maxlen);
+    for (name, value) in fields {
+        invocation.arg(*name).arg(*value);
+    }
+    let op = || format!("XADD {key} (at most {maxlen} entries)");
+    let id: Value = invocation.invoke_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    match id {
+        Value::Nil => Ok(None),
+        id => reply::string(id).map(Some).map_err(|d| BusError::reply(conn.target(), op(), d)),
+    }
 }
 
 /// Creates consumer group `group` on `key` (and the stream, if missing), starting from the
@@ -79,23 +117,34 @@ pub async fn read_group(
     reply::read_reply(value).map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
-/// Acknowledges `ids` in `group`: they leave the pending list for good. Returns how many
-/// were pending.
+/// Acknowledges `ids` in `group` and deletes them from the stream, in one atomic step (a
+/// script): they leave the pending list for good, and the stream keeps only unfinished work.
+/// Returns how many were pending.
 pub async fn ack<S: AsRef<str>>(
     conn: &mut RedisConn,
     key: &str,
     group: &str,
     ids: &[S],
 ) -> Result<u64, BusError> {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+            local acked = redis.call('XACK', KEYS[1], unpack(ARGV))
+            table.remove(ARGV, 1)
+            redis.call('XDEL', KEYS[1], unpack(ARGV))
+            return acked
+            ",
+        )
+    });
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut cmd = redis::cmd("XACK");
-    cmd.arg(key).arg(group);
+    let mut invocation = SCRIPT.key(key);
+    invocation.arg(group);
     for id in ids {
-        cmd.arg(id.as_ref());
+        invocation.arg(id.as_ref());
     }
-    cmd.query_async(conn).await.map_err(|e| conn.error(format!("XACK {key} {group}"), e))
+    invocation.invoke_async(conn).await.map_err(|e| conn.error(format!("XACK+XDEL {key} {group}"), e))
 }
 
 /// One `XAUTOCLAIM` step.
@@ -183,8 +232,8 @@ pub async fn delivery_counts<S: AsRef<str>>(
 }
 
 /// Appends to `dead_key` (capped at about `maxlen`) the original fields of `entry`, plus
-/// `reason` and `original_id`, and acknowledges `entry` in `group` on `source_key`, in one
-/// atomic step. Returns the dead-letter id.
+/// `reason` and `original_id`, and acknowledges and deletes `entry` in `group` on
+/// `source_key`, in one atomic step. Returns the dead-letter id.
 ///
 /// Atomic so a crash cannot lose the entry (acked, never dead-lettered) or duplicate it
 /// (dead-lettered, still pending, dead-lettered again). Both keys must share a hash tag
@@ -211,6 +260,7 @@ pub async fn dead_letter(
             args[#args + 1] = ARGV[3]
             local id = redis.call(unpack(args))
             redis.call('XACK', KEYS[1], ARGV[2], ARGV[3])
+            redis.call('XDEL', KEYS[1], ARGV[3])
             return id
             ",
         )

@@ -106,7 +106,8 @@ pub struct RedisConfig {
     /// Seconds a cached recognition result lives (default 86400, one day). Biometric data expires.
     #[serde(default = "default_cache_ttl_secs")]
     pub cache_ttl_secs: u64,
-    /// Approximate cap (`MAXLEN ~`) of each group's faces stream (default 10000 entries).
+    /// Most unfinished entries a group's faces stream may hold (default 10000). Finished
+    /// entries are deleted; at the cap ingest drops new crops and counts them, never trimming.
     #[serde(default = "default_faces_stream_maxlen")]
     pub faces_stream_maxlen: u64,
     /// Approximate cap of each group's dead-letter stream (default 10000 entries).
