@@ -13,6 +13,9 @@ pub struct Args {}
 pub fn run(common: &CommonArgs, _args: Args) -> anyhow::Result<ExitCode> {
     match Config::load(&common.config) {
         Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", summary(&config));
             Ok(ExitCode::SUCCESS)
         }

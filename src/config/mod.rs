@@ -332,6 +332,19 @@ impl Config {
         if problems.is_empty() { Ok(()) } else { Err(load::locate_problems(self, problems)) }
     }
 
+    /// What is allowed but probably not meant: said by `check-config` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.admin.listen.ip().is_loopback() {
+            out.push(format!(
+                "[admin] listen = {} is not a loopback address: /metrics and /ready answer other \
+                 machines (they are unauthenticated); bind 127.0.0.1 unless a scraper needs it",
+                self.admin.listen
+            ));
+        }
+        out
+    }
+
     /// The events channel (also the events stream's key).
     pub fn event_channel(&self) -> String {
         self.redis.event_channel.clone().unwrap_or_else(|| format!("{}:events", self.redis.key_prefix))

@@ -27,9 +27,8 @@ use serde::{Deserialize, Serialize};
 use super::matcher::{MatchPolicy, Matcher};
 use crate::bus::{Keys, RedisConn};
 
-/// Longest embedding accepted from a person record. Real recognisers are 128 to 512; a bigger
-/// `dim` is corruption, and checking it keeps `dim * 4` far from overflowing.
-pub const MAX_DIM: usize = 4096;
+/// Longest embedding accepted from a person record; a bigger `dim` is corruption.
+pub use crate::vision::MAX_EMBEDDING_DIM as MAX_DIM;
 
 /// The gallery version when `<prefix>:{gallery}:version` holds something that is not a counter
 /// (INCR cannot reach it, so no cached result is ever made with it: see

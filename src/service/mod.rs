@@ -43,6 +43,9 @@ pub struct Roles {
 
 /// Runs `roles` until `shutdown` completes, then stops them in order.
 pub async fn run(config: Config, roles: Roles, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let admin = Admin::start(roles.admin_listen.unwrap_or(config.admin.listen))?;
     let bus = app::connect(&config).await?;
     admin.readiness.set_bus(bus.clone());
