@@ -306,3 +306,69 @@ fn an_oversized_crop_is_refused_from_its_header_without_decoding() {
     let grown_mb = peak_rss_kb(worker.pid()).saturating_sub(before) / 1024;
     assert!(grown_mb < 64, "the worker's peak memory grew by {grown_mb} MB: the crop was decoded");
 }
+
+fn version_key() -> String {
+    format!("{PREFIX}:{{gallery}}:version")
+}
+
+#[test]
+fn forget_after_the_version_went_back_does_not_keep_naming_from_the_cache() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&redis, dir.path(), admin_addr());
+    enroll(&config, "Barack Obama", "obama.jpg");
+    let after_obama: String = redis.query(redis::cmd("GET").arg(version_key()));
+    enroll(&config, "Nicolas Cage", "cage.jpg");
+    let probe = photo("obama2.jpg");
+    let identify = || {
+        let out = run_redeye(&config, &["identify", probe.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(identify().contains("barack-obama"));
+    assert!(identify().contains("\"cached\":true"), "the second answer is cached");
+    // A restore from before Cage's enrolment (or a failover that lost that INCR): the counter
+    // goes back; then Obama is forgotten, which bumps it again.
+    let _: () = redis.query(redis::cmd("SET").arg(version_key()).arg(&after_obama));
+    let out = run_redeye(&config, &["forget", "Barack Obama"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = identify();
+    assert!(!answer.contains("barack-obama"), "a forgotten person is named from the cache: {answer}");
+    assert!(answer.contains("\"cached\":false"), "{answer}");
+}
+
+/// Runs `redeye identify <path>` and fails the test if it takes longer than `limit`.
+fn identify_within(config: &Path, path: &Path, limit: Duration) -> std::process::Output {
+    let mut child = support::process::redeye_command(config)
+        .arg("identify")
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("identify {} still runs after {limit:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn identify_refuses_devices_fifos_and_directories_at_once() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&redis, dir.path(), admin_addr());
+    let fifo = dir.path().join("photo.jpg");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for path in [Path::new("/dev/zero"), &fifo, dir.path()] {
+        let out = identify_within(&config, path, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
+        assert!(stderr.contains("not a regular file"), "{}: {stderr}", path.display());
+    }
+}

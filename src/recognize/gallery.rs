@@ -6,9 +6,10 @@
 //! - `<prefix>:{gallery}:people`: hash, person id → JSON [`Person`];
 //! - `<prefix>:{gallery}:emb:<id>`: the person's embeddings, packed little-endian f32, `dim` each,
 //!   appended to by each enrolment;
-//! - `<prefix>:{gallery}:version`: a counter bumped by every change. Cached results carry the
-//!   version they were made with; an older one is a miss, so an unknown face is recognised as soon
-//!   as that person is enrolled, and a forgotten person is no longer named from the cache.
+//! - `<prefix>:{gallery}:version`: a counter bumped by a random step by every change. Cached
+//!   results carry the version they were made with; any other one is a miss, so an unknown face is
+//!   recognised as soon as that person is enrolled, and a forgotten person is no longer named from
+//!   the cache, even after the counter went back (a restore) and was bumped again.
 //!   Workers read it before every batch and reload when it moved, so no announcement is needed.
 //!
 //! Anything read back is checked before it is used: the store is shared, and a record written by
@@ -99,6 +100,15 @@ pub fn person_id(name: &str) -> Result<String, GalleryError> {
     if id.is_empty() { Err(GalleryError::BadName(name.to_owned())) } else { Ok(id) }
 }
 
+/// How far enrol and forget move the version: a random step, not 1. Freshness is equality
+/// (see `recognition::CachedResult::is_fresh`), and a counter restored from a backup, or one
+/// that lost INCRs in a failover, then bumped by 1 again would meet the version results were
+/// cached with before, naming a forgotten person. A random step of up to 2^32 makes that a one
+/// in four billion chance, and still leaves 2^31 changes before the counter could overflow.
+fn version_step() -> u64 {
+    rand::random_range(1..=u64::from(u32::MAX))
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -162,7 +172,7 @@ pub async fn enroll(
         .ignore()
         .append(keys.embeddings(&id), pack(embeddings))
         .ignore()
-        .incr(keys.gallery_version(), 1)
+        .incr(keys.gallery_version(), version_step())
         .query_async(conn)
         .await?;
     Ok((person, version))
@@ -176,7 +186,7 @@ pub async fn forget(conn: &mut RedisConn, keys: &Keys, name: &str) -> Result<Opt
         .atomic()
         .hdel(keys.people(), &id)
         .del(keys.embeddings(&id))
-        .incr(keys.gallery_version(), 1)
+        .incr(keys.gallery_version(), version_step())
         .query_async(conn)
         .await?;
     if removed == 0 {
