@@ -372,3 +372,57 @@ fn identify_refuses_devices_fifos_and_directories_at_once() {
         assert!(stderr.contains("not a regular file"), "{}: {stderr}", path.display());
     }
 }
+
+#[test]
+fn names_are_limited_at_enrolment_and_escaped_in_every_text_output() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&redis, dir.path(), admin_addr());
+    let obama = photo("obama.jpg");
+    for name in ["Evil\u{1b}[2J", "two\nlines", "rtl\u{202e}kcab", &"x".repeat(200)] {
+        let out = support::process::redeye_command(&config).args(["enroll", "--name", name]).arg(&obama).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name:?} was enrolled");
+        assert!(stderr.contains("is refused"), "{stderr}");
+        assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'), "the error echoes it raw: {stderr:?}");
+    }
+    let people: i64 = redis.query(redis::cmd("HLEN").arg(people_key()));
+    assert_eq!(people, 0, "nothing enrolled");
+
+    // A record written into Redis by something else: `gallery` shows it escaped, on one line.
+    let evil = "Evil\u{1b}[2J\nforged line";
+    let record = serde_json::json!({"id": "evil", "name": evil, "model": "sface-2021dec-fp32", "dim": 128, "created": 1, "updated": 1});
+    let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("evil").arg(record.to_string()));
+    let emb: Vec<u8> = (0..128).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let _: () = redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:evil")).arg(emb));
+    let out = run_redeye(&config, &["gallery"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains('\u{1b}') && stdout.lines().count() == 2, "{stdout:?}");
+    assert!(stdout.contains("Evil\\u{1b}[2J\\u{a}forged line"), "{stdout:?}");
+
+    // Events read from Redis: camera and name escaped in `subscribe --format text`.
+    let face = serde_json::json!({
+        "schema": 1, "id": "lobby:1-0", "camera": "door\u{1b}]0;pwned\u{7}", "group": "lobby",
+        "capture_ts": 1, "event_ts": 2, "frame": 3, "md5": "0", "person": {"id": "evil", "name": evil},
+        "score": 0.9, "bbox": {"x": 1.0, "y": 2.0, "w": 3.0, "h": 4.0}, "cached": false, "model": "m"
+    });
+    let visit = serde_json::json!({
+        "schema": 2, "kind": "arrived", "id": "t:arrived", "track": "t", "camera": "door\r\u{1b}[1A",
+        "group": "lobby", "first_seen": 1, "event_ts": 2, "person": {"id": "evil", "name": evil},
+        "score": 0.9, "md5": "0", "bbox": {"x": 1.0, "y": 2.0, "w": 3.0, "h": 4.0}, "model": "m"
+    });
+    for event in [face, visit] {
+        let _: String = redis.query(
+            redis::cmd("XADD").arg(format!("{PREFIX}:events")).arg("*").arg("event").arg(event.to_string()),
+        );
+    }
+    let out = run_redeye(&config, &["subscribe", "--from", "0", "--format", "text", "--kind", "all", "--count", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().count(), 2, "one line per event: {stdout:?}");
+    for c in ['\u{1b}', '\u{7}', '\r'] {
+        assert!(!stdout.contains(c), "{c:?} printed raw: {stdout:?}");
+    }
+    assert!(stdout.contains("door\\u{1b}]0;pwned\\u{7}") && stdout.contains("door\\u{d}\\u{1b}[1A"), "{stdout:?}");
+}

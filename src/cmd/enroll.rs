@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use super::CommonArgs;
 use crate::app;
 use crate::recognize::gallery;
+use crate::terminal::printable;
 use crate::vision::{FacePipeline, ImageLimits, Verdict, decode_image_file};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +23,8 @@ pub struct Args {
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let config = app::load_config(&common.config)?;
+    // Before any model loads: a refused name is the quickest error.
+    gallery::check_name(&args.name)?;
     let id = gallery::person_id(&args.name)?;
     let mut pipeline = app::face_pipeline(&config)?;
     // Embed every photo first: a refused photo enrols nothing, so a typo in a file list never
@@ -48,10 +51,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("enrolling {id}"))?;
     println!(
         "enrolled {} ({}) from {} photo(s) with {}; gallery version {version}",
-        person.name,
-        person.id,
+        printable(&person.name),
+        printable(&person.id),
         embeddings.len(),
-        person.model
+        printable(&person.model)
     );
     Ok(ExitCode::SUCCESS)
 }

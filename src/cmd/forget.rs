@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use super::CommonArgs;
 use crate::app;
 use crate::recognize::gallery;
+use crate::terminal::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +22,7 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            eprintln!("nobody called {} is enrolled (see `redeye gallery`)", args.name);
+            eprintln!("nobody called {} is enrolled (see `redeye gallery`)", printable(&args.name));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use super::CommonArgs;
 use crate::app;
 use crate::recognize::gallery;
+use crate::terminal::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,7 +33,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     for p in &people {
         println!(
             "  {:<24} {:<24} {:>3} embedding(s)  {}",
-            p.person.id, p.person.name, p.embeddings, p.person.model
+            printable(&p.person.id),
+            printable(&p.person.name),
+            p.embeddings,
+            printable(&p.person.model)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -134,7 +134,7 @@ async fn load_recognizer(
     )
     .await?;
     for bad in &snap.malformed {
-        tracing::warn!(key = %bad.key, detail = %bad.detail, "Skipped a malformed gallery record.");
+        tracing::warn!(%bad, "Skipped a malformed gallery record.");
     }
     Ok(Recognizer { pipeline, matcher })
 }

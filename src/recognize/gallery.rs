@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::matcher::{MatchPolicy, Matcher};
 use crate::bus::{Keys, RedisConn};
+use crate::terminal::printable;
 
 /// Longest embedding accepted from a person record; a bigger `dim` is corruption.
 pub use crate::vision::MAX_EMBEDDING_DIM as MAX_DIM;
@@ -68,6 +69,8 @@ pub enum GalleryError {
     Redis(#[from] redis::RedisError),
     #[error("`{0}` gives an empty person id: use letters or digits in the name")]
     BadName(String),
+    #[error("the name `{name}` is refused: {why}")]
+    NameRefused { name: String, why: String },
     #[error(
         "{name} is enrolled with model `{enrolled}`, this recogniser is `{current}`: \
          `redeye forget {name}` first, then enrol again"
@@ -81,6 +84,24 @@ pub enum GalleryError {
     WrongModel { people: usize, enrolled: String, current: String },
     #[error("the gallery holds malformed data for `{id}`: {detail}")]
     Corrupt { id: String, detail: String },
+}
+
+/// Longest accepted name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Refuses a name that is too long or holds control characters (newlines, escape sequences,
+/// bidi overrides): names are printed on terminals and in events. The error shows the name
+/// escaped.
+pub fn check_name(name: &str) -> Result<(), GalleryError> {
+    let refuse = |why: String| GalleryError::NameRefused { name: printable(name).into_owned(), why };
+    let chars = name.trim().chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(refuse(format!("{chars} characters, at most {MAX_NAME_CHARS}")));
+    }
+    if name.chars().any(crate::terminal::is_unsafe) {
+        return Err(refuse("it holds control characters (newline, escape, bidi override...)".into()));
+    }
+    Ok(())
 }
 
 /// A person's id: the name lowercased, runs of anything but letters and digits turned into one
@@ -97,7 +118,7 @@ pub fn person_id(name: &str) -> Result<String, GalleryError> {
     while id.ends_with('-') {
         id.pop();
     }
-    if id.is_empty() { Err(GalleryError::BadName(name.to_owned())) } else { Ok(id) }
+    if id.is_empty() { Err(GalleryError::BadName(printable(name).into_owned())) } else { Ok(id) }
 }
 
 /// How far enrol and forget move the version: a random step, not 1. Freshness is equality
@@ -139,6 +160,7 @@ pub async fn enroll(
     model: &str,
     embeddings: &[Vec<f32>],
 ) -> Result<(Person, u64), GalleryError> {
+    check_name(name)?;
     let id = person_id(name)?;
     let dim = embeddings.first().map_or(0, Vec::len);
     let existing: Option<Vec<u8>> = conn.hget(keys.people(), &id).await?;
@@ -241,7 +263,7 @@ pub struct Malformed {
 
 impl std::fmt::Display for Malformed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.detail)
+        write!(f, "{}: {}", printable(&self.key), printable(&self.detail))
     }
 }
 
@@ -391,7 +413,7 @@ impl LiveGallery {
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
         for bad in &snap.malformed {
             if logged.insert(bad.clone()) {
-                tracing::warn!(key = %bad.key, detail = %bad.detail, "Skipped a malformed gallery record.");
+                tracing::warn!(key = %printable(&bad.key), detail = %printable(&bad.detail), "Skipped a malformed gallery record.");
             }
         }
         drop(logged);
@@ -428,6 +450,16 @@ mod tests {
         assert_eq!(person_id(" barack-obama ").unwrap(), "barack-obama");
         assert_eq!(person_id("Zoë O'Neil!").unwrap(), "zoë-o-neil");
         assert!(person_id(" -- ").is_err());
+    }
+
+    #[test]
+    fn names_with_controls_or_too_long_are_refused() {
+        assert!(check_name("Zoë O'Neil").is_ok());
+        assert!(check_name("a\u{1b}[2Jb").is_err());
+        assert!(check_name("two\nlines").is_err());
+        assert!(check_name(&"x".repeat(129)).is_err());
+        let err = check_name("a\u{1b}b").unwrap_err().to_string();
+        assert!(!err.contains('\u{1b}') && err.contains("\\u{1b}"), "{err}");
     }
 
     #[test]
