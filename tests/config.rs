@@ -467,3 +467,19 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_password_in_redeye_redis_url_is_refused_like_one_in_the_file_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n");
+    let out = check_config(&path, &[(REDIS_URL_ENV, "redis://:hunter2@127.0.0.1:7777")]);
+    let refused = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{refused}");
+    assert!(refused.contains("REDEYE_REDIS_URL (from the environment)") && refused.contains("password"), "{refused}");
+    assert!(!refused.contains("hunter2"), "{refused}");
+    // A user name alone is accepted, and shown.
+    let out = check_config(&path, &[(REDIS_URL_ENV, "redis://reader@127.0.0.1:7777")]);
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("redis://reader@127.0.0.1:7777 (from REDEYE_REDIS_URL"), "{text}");
+}

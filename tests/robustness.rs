@@ -426,3 +426,55 @@ fn names_are_limited_at_enrolment_and_escaped_in_every_text_output() {
     }
     assert!(stdout.contains("door\\u{1b}]0;pwned\\u{7}") && stdout.contains("door\\u{d}\\u{1b}[1A"), "{stdout:?}");
 }
+
+#[test]
+fn redis_out_of_memory_is_said_in_logs_and_on_ready_and_work_resumes() {
+    let redis = RedisServer::start();
+    let clip = support::clips::clip(&support::clips::vga());
+    let rtsp = support::rtsp::RtspServer::start(&[("vga", &clip)]);
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_admin, ingest_admin) = (admin_addr(), admin_addr());
+    let camera = Camera::new("door", &rtsp.url("vga")).set("transport", "tcp").set("fps", 2);
+    let base = TestConfig::new(PREFIX).redis(&redis).untracked().group(Group::new("lobby").camera(camera));
+    let (wdir, idir) = (dir.path().join("w"), dir.path().join("i"));
+    std::fs::create_dir_all(&wdir).unwrap();
+    std::fs::create_dir_all(&idir).unwrap();
+    let worker_config = base.clone().admin(worker_admin).write(&wdir);
+    let ingest_config = base.admin(ingest_admin).write(&idir);
+    enroll(&worker_config, "Barack Obama", "obama.jpg");
+    // A crop waiting in a group a worker made earlier; then Redis runs out of memory.
+    let faces_key = format!("{PREFIX}:{{lobby}}:faces");
+    let _: () = redis.query(redis::cmd("XGROUP").arg("CREATE").arg(&faces_key).arg("recognizers").arg("0").arg("MKSTREAM"));
+    let crop = Faces::load().crops("obama2.jpg", 1).remove(0);
+    add(&redis, &faces::entry(&crop, "door", "lobby", 1));
+    let _: () = redis.query(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"));
+
+    let mut worker = Process::redeye(&wdir, "recognize", &worker_config, &["recognize", "--workers", "1"]);
+    let mut ingest = Process::redeye(&idir, "ingest", &ingest_config, &["ingest"]);
+    for (name, admin) in [("worker", worker_admin), ("ingest", ingest_admin)] {
+        let ready = format!("http://{admin}/ready");
+        let mut last = (0, String::new());
+        wait_until(Duration::from_secs(60), &format!("{name}'s /ready to say out of memory"), || {
+            worker.assert_running();
+            ingest.assert_running();
+            last = get(&ready);
+            last.0 == 503 && last.1.contains("out of memory")
+        });
+        assert!(last.1.contains("command not allowed when used memory"), "Redis's own words: {}", last.1);
+    }
+    let (wlog, ilog) = (worker.log_text(), ingest.log_text());
+    assert!(wlog.contains("Worker reading"), "the existing group is used:\n{wlog}");
+    assert!(!wlog.contains("XGROUP CREATE"), "no loop on XGROUP CREATE:\n{wlog}");
+    assert!(ilog.contains("command not allowed when used memory"), "ingest logs Redis's text:\n{ilog}");
+    assert!(events(&redis).is_empty());
+
+    // Memory back: the waiting crop is recognised and both are ready again.
+    let _: () = redis.query(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0"));
+    wait_until(Duration::from_secs(60), "the waiting crop's event and both ready", || {
+        worker.assert_running();
+        !events(&redis).is_empty()
+            && get(&format!("http://{worker_admin}/ready")).0 == 200
+            && get(&format!("http://{ingest_admin}/ready")).0 == 200
+    });
+    assert_eq!(events(&redis)[0]["person"]["id"], "barack-obama");
+}

@@ -84,7 +84,15 @@ pub async fn ensure_group(conn: &mut RedisConn, key: &str, group: &str) -> Resul
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
-        Err(e) => Err(conn.error(format!("XGROUP CREATE {key} {group}"), e)),
+        Err(e) => {
+            // A Redis out of memory refuses XGROUP CREATE even when the group exists (the
+            // command may write): ask whether it exists (a read) before calling it a failure.
+            let err = conn.error(format!("XGROUP CREATE {key} {group}"), e);
+            match group_info(conn, key).await {
+                Ok(groups) if groups.iter().any(|g| g.name == group) => Ok(false),
+                _ => Err(err),
+            }
+        }
     }
 }
 

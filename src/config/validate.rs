@@ -91,6 +91,20 @@ impl Checker<'_> {
         if let Some(url) = &r.url {
             self.redis_url(path!["redis", "url"], url);
         }
+        // The override is held to the same rules as the file (a password in it would show in
+        // `ps`, shell history and logs): checked here, so every command refuses it alike. Its
+        // value is never echoed.
+        if let Some(url) = std::env::var(super::REDIS_URL_ENV).ok().filter(|u| !u.is_empty()) {
+            let before = self.problems.len();
+            self.redis_url(path!["redis"], &url);
+            for p in &mut self.problems[before..] {
+                p.message = format!(
+                    "{} (from the environment): {}",
+                    super::REDIS_URL_ENV,
+                    p.message.replace(&url, "<the URL>")
+                );
+            }
+        }
         let mut node_names: HashMap<&str, usize> = HashMap::new();
         for (i, node) in r.nodes.iter().enumerate() {
             self.name(path!["redis", "node", i, "name"], "node", &node.name);

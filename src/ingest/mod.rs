@@ -38,6 +38,9 @@ use crate::visit::{self, NewShot, TrackKey, VisitCounts};
 use crate::wire::FaceEntry;
 use tracks::{Ended, Shot};
 
+/// The hand-off's name on `/ready`.
+const HAND_OFF: &str = "ingest hand-off to Redis";
+
 /// How often ended tracks of cameras that stopped sending frames are looked for.
 const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -276,7 +279,12 @@ impl RedisSink {
         let mut backoff = Backoff::new(BackoffPolicy::redis());
         loop {
             match op().await {
-                Ok(value) => return Some(value),
+                Ok(value) => {
+                    if self.health.recover(HAND_OFF) {
+                        tracing::info!("Redis takes writes again; the hand-off goes on.");
+                    }
+                    return Some(value);
+                }
                 Err(err) if self.token.is_cancelled() => {
                     warn!(subject, what, error = %err, "Shutting down: not handed off.");
                     return None;
@@ -284,12 +292,15 @@ impl RedisSink {
                 Err(err) if err.is_fatal() => {
                     if !self.stopped.swap(true, Relaxed) {
                         error!(subject, what, error = %err, "Ingest hand-off stopped: this needs the operator.");
-                        self.health.fail("ingest hand-off to Redis", err.to_string());
+                        self.health.fail(HAND_OFF, err.to_string());
                     }
                     return None;
                 }
                 Err(err) => {
                     self.stats.retries.fetch_add(1, Relaxed);
+                    if err.is_out_of_memory() && self.health.degrade(HAND_OFF, err.to_string()) {
+                        error!(subject, what, error = %err, "Redis is out of memory: crops wait in ingest.");
+                    }
                     let failures = backoff.failures();
                     if failures == 0 || failures % 10 == 9 {
                         warn!(subject, what, error = %err, attempt = failures + 1, "Redis hand-off failed; retrying.");

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
@@ -31,6 +31,7 @@ use super::matcher::MatchError;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams};
 use crate::config::Config;
+use crate::health::Health;
 use crate::instrument::{Stage, StageHooks, unix_millis};
 use crate::recognition::{CachedResult, FaceResult, Finisher, face_event};
 use crate::visit::{self, FoldStatus, ShotVote, TrackKey, VisitCounts, VotePolicy};
@@ -133,6 +134,13 @@ pub struct RecognitionWorker {
     pub gallery: Arc<LiveGallery>,
     pub settings: Settings,
     pub stats: Arc<WorkerStats>,
+    /// Where a worker retrying because Redis refuses writes (out of memory) says so, for
+    /// `/ready`.
+    pub health: Arc<Health>,
+    /// Set once the consumer group is known to exist: it is created once per worker, not at
+    /// every session (a Redis out of memory refuses XGROUP CREATE), and again only if Redis
+    /// says it is gone (NOGROUP: a restart that lost the data).
+    pub group_ready: AtomicBool,
 }
 
 impl RecognitionWorker {
@@ -146,7 +154,14 @@ impl RecognitionWorker {
             gallery: self.gallery.clone(),
             settings: self.settings.clone(),
             stats: self.stats.clone(),
+            health: self.health.clone(),
+            group_ready: AtomicBool::new(false),
         }
+    }
+
+    /// The component name on `/ready`.
+    fn component(&self) -> String {
+        format!("worker {} for group {}", self.consumer, self.group)
     }
 
     /// Runs until `token` is cancelled, backing off and reconnecting after a retryable error.
@@ -161,6 +176,14 @@ impl RecognitionWorker {
                 Ok(()) => break,
                 Err(err) if err.is_retryable() => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    if let WorkerError::Bus(bus) = &err {
+                        if bus.code() == Some("NOGROUP") {
+                            self.group_ready.store(false, Ordering::Relaxed);
+                        }
+                        if bus.is_out_of_memory() && self.health.degrade(self.component(), bus.to_string()) {
+                            tracing::error!(error = %bus, "Redis is out of memory: the worker cannot finish entries.");
+                        }
+                    }
                     if started.elapsed() >= backoff.policy().healthy_after {
                         backoff.reset();
                     }
@@ -189,7 +212,10 @@ impl RecognitionWorker {
         // The blocking read gets a connection of its own, so it does not hold up the
         // SET/XACK/XADD traffic of this or other workers on the shared one.
         let mut reader = self.bus.open_group(&self.group).await?;
-        streams::ensure_group(&mut reader, &key, CONSUMER_GROUP).await?;
+        if !self.group_ready.load(Ordering::Relaxed) {
+            streams::ensure_group(&mut reader, &key, CONSUMER_GROUP).await?;
+            self.group_ready.store(true, Ordering::Relaxed);
+        }
         info!(stream = %key, consumer = %self.consumer, "Worker reading.");
         // After a reconnect our own pending entries come first (read from id 0).
         let mut backlog = true;
@@ -235,6 +261,9 @@ impl RecognitionWorker {
             };
             if !entries.is_empty() {
                 self.process(&key, entries, redelivered).await?;
+                if self.health.recover(&self.component()) {
+                    info!("Redis takes writes again; the worker goes on.");
+                }
             }
         }
     }

@@ -53,6 +53,8 @@ pub fn spawn_workers(
                 gallery: gallery.clone(),
                 settings: settings.clone(),
                 stats: stats.clone(),
+                health: health.clone(),
+                group_ready: Default::default(),
             };
             let span = tracing::error_span!("worker", group = %group.name, consumer = %worker.consumer);
             tracker.spawn(supervise(worker, token.clone(), health.clone()).instrument(span));
@@ -71,7 +73,11 @@ async fn supervise(worker: RecognitionWorker, token: CancellationToken, health: 
         let run = AssertUnwindSafe(worker.clone_settings().run(token.clone())).catch_unwind();
         match run.await {
             Ok(Ok(())) => return,
-            Ok(Err(fatal)) => return health.fail(component, fatal.to_string()),
+            Ok(Err(fatal)) => {
+                // A stopped worker is a fault; a degradation it had must not outlive it.
+                health.recover(&component);
+                return health.fail(component, fatal.to_string());
+            }
             Err(_) => {
                 let wait = backoff.next_random();
                 tracing::error!(restart_in_ms = wait.as_millis() as u64, "The worker panicked; restarting it.");

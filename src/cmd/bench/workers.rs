@@ -132,6 +132,8 @@ async fn scaling(
                 embed,
                 settings: settings(args.batch),
                 stats: Arc::new(WorkerStats::default()),
+                health: Default::default(),
+                group_ready: Default::default(),
             };
             handles.push(tokio::spawn(worker.run(token.clone())));
         }
@@ -278,6 +280,8 @@ async fn through_worker(
         gallery: Arc::new(LiveGallery::new(embed.model_id(), embed.dim(), Default::default())),
         settings,
         stats: Arc::new(WorkerStats::default()),
+        health: Default::default(),
+        group_ready: Default::default(),
     };
     let handle = tokio::spawn(worker.run(token.clone()));
     let t = Instant::now();
