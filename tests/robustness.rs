@@ -478,3 +478,129 @@ fn redis_out_of_memory_is_said_in_logs_and_on_ready_and_work_resumes() {
     });
     assert_eq!(events(&redis)[0]["person"]["id"], "barack-obama");
 }
+
+/// The ACL rules README.md documents for a redeye user (with its own key prefix `rb` and the
+/// default image key prefix): keep the two in step.
+const ACL_RULES: &[&str] = &[
+    "resetkeys",
+    "~rb:*",
+    "~image:*",
+    "resetchannels",
+    "&rb:events",
+    "-@all",
+    "+ping",
+    "+get",
+    "+set",
+    "+del",
+    "+append",
+    "+incrby",
+    "+expire",
+    "+ttl",
+    "+hget",
+    "+hset",
+    "+hsetnx",
+    "+hgetall",
+    "+hdel",
+    "+hexists",
+    "+hincrby",
+    "+hlen",
+    "+xadd",
+    "+xlen",
+    "+xrange",
+    "+xread",
+    "+xreadgroup",
+    "+xack",
+    "+xdel",
+    "+xautoclaim",
+    "+xpending",
+    "+xgroup|create",
+    "+xgroup|delconsumer",
+    "+xinfo|groups",
+    "+evalsha",
+    "+eval",
+    "+script|load",
+    "+multi",
+    "+exec",
+    "+publish",
+    "+subscribe",
+    "+unsubscribe",
+];
+
+#[test]
+fn redeye_works_under_exactly_the_documented_acl_user() {
+    let redis = RedisServer::start();
+    let mut setuser = redis::cmd("ACL");
+    setuser.arg("SETUSER").arg("redeye").arg("on").arg(">s3cret-pw");
+    for rule in ACL_RULES {
+        setuser.arg(*rule);
+    }
+    let _: () = redis.query(&setuser);
+    // The README's list is the one tested.
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).unwrap();
+    let documented = ACL_RULES[5..].join(" ");
+    assert!(readme.contains(&documented), "README.md documents `{documented}`");
+
+    let clip = support::clips::clip(&support::clips::vga());
+    let rtsp = support::rtsp::RtspServer::start(&[("vga", &clip)]);
+    let dir = tempfile::tempdir().unwrap();
+    let admin = admin_addr();
+    let camera = Camera::new("door", &rtsp.url("vga")).set("transport", "tcp").set("fps", 4);
+    let config = TestConfig::new(PREFIX)
+        .redis(&redis)
+        .redis_key("username_env", "RB_REDIS_USER")
+        .redis_key("password_env", "RB_REDIS_PW")
+        .admin(admin)
+        .worker("claim_idle_ms", 1000)
+        .group(Group::new("lobby").camera(camera))
+        .write(dir.path());
+    let redeye = || {
+        let mut cmd = support::process::redeye_command(&config);
+        cmd.env("RB_REDIS_USER", "redeye").env("RB_REDIS_PW", "s3cret-pw");
+        cmd
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = redeye().args(args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "redeye {args:?}: {stdout}\n{stderr}");
+        stdout.into_owned()
+    };
+    let obama = photo("obama.jpg");
+    let cage = photo("cage.jpg");
+    ok(&["enroll", "--name", "Barack Obama", obama.to_str().unwrap()]);
+    ok(&["enroll", "--name", "Nicolas Cage", cage.to_str().unwrap()]);
+    assert!(ok(&["gallery"]).contains("barack-obama"));
+    let probe = photo("obama2.jpg");
+    ok(&["identify", probe.to_str().unwrap()]);
+    assert!(ok(&["identify", probe.to_str().unwrap()]).contains("\"cached\":true"));
+
+    let mut listen = redeye();
+    listen.args(["subscribe", "--kind", "all", "--count", "1"]).env("REDEYE_LOG", "info");
+    let mut subscriber = Process::spawn("subscribe", listen, dir.path().join("subscribe.log"), "cargo build");
+    let mut run = redeye();
+    run.arg("run").env("REDEYE_LOG", "info");
+    let mut run = Process::spawn("run", run, dir.path().join("run.log"), "cargo build");
+    wait_until(Duration::from_secs(60), "visit events under the ACL user", || {
+        run.assert_running();
+        events(&redis).iter().any(|e| e["kind"] == "arrived")
+    });
+    assert_eq!(get(&format!("http://{admin}/ready")).0, 200);
+    // The claimer and the metrics poller run every second or so.
+    std::thread::sleep(Duration::from_secs(3));
+    run.terminate(Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), "the live subscriber to hear an event and exit", || {
+        subscriber_exited(&mut subscriber)
+    });
+    assert!(ok(&["subscribe", "--from", "0", "--kind", "all", "--count", "1"]).contains("\"schema\""));
+    ok(&["forget", "Barack Obama"]);
+
+    let denied: Vec<redis::Value> = redis.query(redis::cmd("ACL").arg("LOG"));
+    assert!(denied.is_empty(), "commands the ACL refused: {denied:#?}\nrun log:\n{}", run.log_text());
+}
+
+/// Whether `p` has exited (successfully: fails the test otherwise).
+fn subscriber_exited(p: &mut Process) -> bool {
+    p.try_exit().is_some_and(|status| {
+        assert!(status.success(), "subscribe failed:\n{}", p.log_text());
+        true
+    })
+}
