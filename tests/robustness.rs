@@ -604,3 +604,114 @@ fn subscriber_exited(p: &mut Process) -> bool {
         true
     })
 }
+
+/// Names of the consumers of the faces stream of `lobby`.
+fn consumer_names(redis: &RedisServer) -> Vec<String> {
+    let rows: Vec<HashMap<String, redis::Value>> = redis.query(
+        redis::cmd("XINFO").arg("CONSUMERS").arg(format!("{PREFIX}:{{lobby}}:faces")).arg("recognizers"),
+    );
+    rows.iter()
+        .map(|r| match &r["name"] {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("consumer name {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn implausible_capture_times_are_not_timed_and_misrouted_entries_are_dead_lettered() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = admin_addr();
+    let config = config_for(&redis, dir.path(), admin);
+    enroll(&config, "Barack Obama", "obama.jpg");
+    let mut worker = Process::redeye(dir.path(), "recognize", &config, &["recognize", "--workers", "1"]);
+    let mut faces = Faces::load();
+    let crops = faces.crops("obama2.jpg", 3);
+    let mut epoch = faces::entry(&crops[0], "door", "lobby", 1);
+    epoch.capture_ts = 0;
+    add(&redis, &epoch);
+    // Entries that say they belong elsewhere, in lobby's stream.
+    let mut other_group = faces::entry(&crops[1], "door", "garage", 2);
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(format!("{PREFIX}:{{lobby}}:faces")).arg("*");
+    for (k, v) in other_group.to_fields() {
+        cmd.arg(k).arg(v);
+    }
+    let _: String = redis.query(&cmd);
+    other_group.group = "lobby".into();
+    other_group.model = "mobilefacenet-192d".into();
+    add(&redis, &other_group);
+    wait_until(Duration::from_secs(60), "one event and two dead letters", || {
+        worker.assert_running();
+        events(&redis).len() == 1 && dead_len(&redis, "lobby") == 2
+    });
+    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
+        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:{{lobby}}:dead")).arg("-").arg("+"));
+    let reasons: Vec<String> = rows.iter().map(|(_, f)| String::from_utf8_lossy(&f["reason"]).into_owned()).collect();
+    assert!(reasons[0].contains("entry of group `garage` in group `lobby`'s stream"), "{reasons:?}");
+    assert!(reasons[1].contains("entry for model `mobilefacenet-192d`"), "{reasons:?}");
+    let page = get(&format!("http://{admin}/metrics")).1;
+    assert_eq!(sample(&page, "redeye_recognitions_total{outcome=\"known\"}"), Some(1.0), "{page}");
+    assert_eq!(sample(&page, "redeye_time_to_name_seconds_count"), Some(0.0), "capture_ts 0 is not timed: {page}");
+    assert_eq!(sample(&page, "redeye_time_to_name_seconds_sum"), Some(0.0), "{page}");
+}
+
+#[test]
+fn a_role_started_before_its_redis_waits_for_it_and_says_why_once() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = admin_addr();
+    let config = config_for(&redis, dir.path(), admin);
+    redis.stop();
+    let mut worker = Process::redeye(dir.path(), "recognize", &config, &["recognize", "--workers", "1"]);
+    let ready = format!("http://{admin}/ready");
+    wait_until(Duration::from_secs(30), "/ready to say it waits for Redis", || {
+        worker.assert_running();
+        let (status, body) = get(&ready);
+        status == 503 && body.contains("not connected to Redis yet")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    worker.assert_running();
+    let log = worker.log_text();
+    assert_eq!(log.matches("Redis is not reachable").count(), 1, "the cause, once:\n{log}");
+    assert!(log.contains("Connection refused") || log.contains("connection refused"), "{log}");
+    redis.restart();
+    wait_until(Duration::from_secs(60), "/ready once Redis is up", || {
+        worker.assert_running();
+        get(&ready).0 == 200
+    });
+    worker.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn consumers_of_crashed_workers_are_removed_once_idle_with_nothing_pending() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TestConfig::new(PREFIX)
+        .redis(&redis)
+        .worker("claim_idle_ms", 1000)
+        .worker("stale_consumer_secs", 2)
+        .group(Group::new("lobby").camera(Camera::unused("door")))
+        .write(dir.path());
+    enroll(&config, "Barack Obama", "obama.jpg");
+    let faces_key = format!("{PREFIX}:{{lobby}}:faces");
+    let _: () = redis.query(redis::cmd("XGROUP").arg("CREATE").arg(&faces_key).arg("recognizers").arg("0").arg("MKSTREAM"));
+    // Two workers that died: one never read, one holds an entry it never finished.
+    let _: i64 = redis.query(redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&faces_key).arg("recognizers").arg("crashed-a"));
+    let crop = Faces::load().crops("obama2.jpg", 1).remove(0);
+    add(&redis, &faces::entry(&crop, "door", "lobby", 1));
+    let _: redis::Value = redis.query(
+        redis::cmd("XREADGROUP").arg("GROUP").arg("recognizers").arg("crashed-b").arg("COUNT").arg(1)
+            .arg("STREAMS").arg(&faces_key).arg(">"),
+    );
+    assert_eq!(consumer_names(&redis).len(), 2);
+    let mut worker = Process::redeye(dir.path(), "recognize", &config, &["recognize", "--workers", "1"]);
+    let own = format!("-{}-", worker.pid());
+    wait_until(Duration::from_secs(60), "the held entry recognised and only the live consumer left", || {
+        worker.assert_running();
+        let names = consumer_names(&redis);
+        events(&redis).len() == 1 && names.len() == 1 && names[0].contains(&own)
+    });
+    assert!(worker.log_text().contains("Removed the consumer of a worker that is gone"));
+}

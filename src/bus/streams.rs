@@ -339,6 +339,45 @@ pub async fn group_info(conn: &mut RedisConn, key: &str) -> Result<Vec<GroupInfo
     decode().map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
+/// One consumer of a group, from `XINFO CONSUMERS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    pub name: String,
+    /// Entries delivered to it and not acknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read (or claimed).
+    pub idle_ms: u64,
+}
+
+/// The consumers of `group` on `key` (empty if the stream or the group does not exist).
+pub async fn consumers(conn: &mut RedisConn, key: &str, group: &str) -> Result<Vec<ConsumerInfo>, BusError> {
+    let op = || format!("XINFO CONSUMERS {key} {group}");
+    let value: Value = match redis::cmd("XINFO").arg("CONSUMERS").arg(key).arg(group).query_async(conn).await {
+        Ok(v) => v,
+        Err(e) if e.code() == Some("NOGROUP") || e.detail().is_some_and(|d| d.contains("no such key")) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(conn.error(op(), e)),
+    };
+    let decode = || -> reply::Shape<Vec<ConsumerInfo>> {
+        let mut out = Vec::new();
+        for consumer in reply::list(value)? {
+            let mut info = ConsumerInfo { name: String::new(), pending: 0, idle_ms: 0 };
+            for (k, v) in reply::pairs(consumer)? {
+                match reply::string(k)?.as_str() {
+                    "name" => info.name = reply::string(v)?,
+                    "pending" => info.pending = reply::int(v)?.max(0) as u64,
+                    "idle" => info.idle_ms = reply::int(v)?.max(0) as u64,
+                    _ => {} // `inactive` (7.2) and later fields
+                }
+            }
+            out.push(info);
+        }
+        Ok(out)
+    };
+    decode().map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
 /// This consumer's own pending entries from `start` on (`XREADGROUP ... STREAMS key <start>`,
 /// no blocking): what it read before a reconnect and never acked.
 pub async fn read_own_pending(

@@ -191,6 +191,11 @@ pub struct WorkerConfig {
     /// Worker tasks per process (default 1; each owns its inference sessions).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// A consumer idle this long (seconds) with nothing pending is a worker that crashed or
+    /// stopped without leaving; workers remove such consumers from the group (default 21600,
+    /// 6 h).
+    #[serde(default = "default_stale_consumer_secs")]
+    pub stale_consumer_secs: u64,
 }
 
 /// `[tracking]`: the per-camera face tracker and its best-shot policy (see [`crate::track`]).
@@ -450,6 +455,7 @@ impl Default for WorkerConfig {
             block_ms: default_block_ms(),
             claim_idle_ms: default_claim_idle_ms(),
             max_deliveries: default_max_deliveries(),
+            stale_consumer_secs: default_stale_consumer_secs(),
             workers: default_workers(),
         }
     }
@@ -519,6 +525,9 @@ fn default_claim_idle_ms() -> u64 {
 }
 fn default_max_deliveries() -> u64 {
     5
+}
+fn default_stale_consumer_secs() -> u64 {
+    21_600
 }
 fn default_workers() -> usize {
     1

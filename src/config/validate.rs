@@ -380,7 +380,7 @@ impl Checker<'_> {
         // deployments; past it the value is a typo (`workers = 100000000` spawns threads until
         // memory runs out).
         let (w, r, redis) = (&config.worker, &config.recognizer, &config.redis);
-        let integers: [(&str, &str, u64, u64, u64); 15] = [
+        let integers: [(&str, &str, u64, u64, u64); 16] = [
             ("worker", "workers", w.workers as u64, 1, 256),
             // A batch is acked in one script call: keep it well inside Lua's stack for `unpack`.
             ("worker", "batch", w.batch as u64, 1, 1000),
@@ -388,6 +388,7 @@ impl Checker<'_> {
             ("worker", "block_ms", w.block_ms, 1, 10_000),
             ("worker", "claim_idle_ms", w.claim_idle_ms, 100, 86_400_000),
             ("worker", "max_deliveries", w.max_deliveries, 1, 1000),
+            ("worker", "stale_consumer_secs", w.stale_consumer_secs, 1, 7 * 86_400),
             ("recognizer", "dim", r.dim as u64, 1, MAX_EMBEDDING_DIM as u64),
             ("recognizer", "max_batch", r.max_batch as u64, 1, 1024),
             ("recognizer", "input_size", u64::from(r.input_size), 16, 1024),

@@ -52,6 +52,8 @@ pub struct Settings {
     /// TTL of track records, refreshed by every fold.
     pub record_ttl_secs: u64,
     pub vote: VotePolicy,
+    /// Consumers idle this long with nothing pending are removed (crashed workers).
+    pub stale_consumer_ms: u64,
 }
 
 impl Settings {
@@ -67,6 +69,7 @@ impl Settings {
             face_events: config.face_events(),
             record_ttl_secs: config.tracking.record_ttl_secs,
             vote: VotePolicy::default(),
+            stale_consumer_ms: config.worker.stale_consumer_secs.saturating_mul(1000),
         }
     }
 }
@@ -283,7 +286,25 @@ impl RecognitionWorker {
         if !step.entries.is_empty() {
             info!(count = step.entries.len(), "Claimed entries from a consumer that stopped.");
         }
+        self.remove_stale_consumers(conn, key).await?;
         Ok(step.entries)
+    }
+
+    /// Removes consumers of crashed workers: idle longer than `stale_consumer_ms` with nothing
+    /// pending (what they had was claimed above, or they never read). A worker that stops
+    /// cleanly removes itself ([`RecognitionWorker::leave`]); one killed never does, and the
+    /// group would list it forever. XINFO CONSUMERS and XGROUP DELCONSUMER are not atomic, but
+    /// a consumer idle for hours that reads between the two only loses its name: its next
+    /// XREADGROUP creates it again, and an entry it was just given stays pending under the
+    /// group and is claimed like any other.
+    async fn remove_stale_consumers(&self, conn: &mut RedisConn, key: &str) -> Result<(), BusError> {
+        for c in streams::consumers(conn, key, CONSUMER_GROUP).await? {
+            if c.name != self.consumer && c.pending == 0 && c.idle_ms > self.settings.stale_consumer_ms {
+                streams::delete_consumer(conn, key, CONSUMER_GROUP, &c.name).await?;
+                info!(stale = %c.name, idle_s = c.idle_ms / 1000, "Removed the consumer of a worker that is gone.");
+            }
+        }
+        Ok(())
     }
 
     /// Recognises a batch and acks it. `redelivered` entries have their delivery counts
@@ -386,6 +407,16 @@ impl RecognitionWorker {
             return Err("entry was trimmed from the stream before it was recognised".into());
         }
         let face = crate::recognition::read_entry(&entry.fields).map_err(|e| e.to_string())?;
+        // An entry names the stream it belongs in and the model it was cropped for; one that
+        // does not match was written by something else (or misrouted): recognising it would
+        // publish an event under the wrong group, or cache an answer by the wrong model.
+        if face.group != self.group {
+            return Err(format!("entry of group `{}` in group `{}`'s stream", face.group, self.group));
+        }
+        let model = self.embed.model_id();
+        if face.model != model {
+            return Err(format!("entry for model `{}`, this recogniser is `{model}`", face.model));
+        }
         let size = self.embed.input_size();
         if face.crop_size != size {
             return Err(format!("crop_size is {}, this recogniser takes {size}", face.crop_size));

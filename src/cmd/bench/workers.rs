@@ -183,6 +183,7 @@ fn settings(batch: usize) -> Settings {
         face_events: true,
         record_ttl_secs: 600,
         vote: crate::visit::VotePolicy::default(),
+        stale_consumer_ms: 6 * 3_600_000,
     }
 }
 
