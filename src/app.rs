@@ -17,7 +17,10 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
 /// started before its Redis, or both restarted together): retries with the backoff a lost
 /// connection uses, logs the cause once, and returns `None` if `stop` completes first. A
 /// configuration or credential error still fails at once.
-pub async fn connect_patiently(config: &Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<Option<Bus>> {
+pub async fn connect_patiently(
+    config: &Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Option<Bus>> {
     let mut stop = std::pin::pin!(stop);
     let mut backoff = Backoff::new(BackoffPolicy::redis());
     loop {

@@ -414,7 +414,8 @@ mod properties {
     /// property cannot hold vacuously.
     #[test]
     fn accepted_configs_are_within_range() {
-        let strategy = (proptest::collection::vec(integer(), 9), proptest::collection::vec(float(), 4), name());
+        let strategy =
+            (proptest::collection::vec(integer(), 9), proptest::collection::vec(float(), 4), name());
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(400));
         let accepted = std::cell::Cell::new(0);
         let (runtime, detector, recognizer) = runtime_header();
@@ -475,7 +476,10 @@ fn a_password_in_redeye_redis_url_is_refused_like_one_in_the_file_and_never_prin
     let out = check_config(&path, &[(REDIS_URL_ENV, "redis://:hunter2@127.0.0.1:7777")]);
     let refused = text(&out);
     assert_eq!(out.status.code(), Some(1), "{refused}");
-    assert!(refused.contains("REDEYE_REDIS_URL (from the environment)") && refused.contains("password"), "{refused}");
+    assert!(
+        refused.contains("REDEYE_REDIS_URL (from the environment)") && refused.contains("password"),
+        "{refused}"
+    );
     assert!(!refused.contains("hunter2"), "{refused}");
     // A user name alone is accepted, and shown.
     let out = check_config(&path, &[(REDIS_URL_ENV, "redis://reader@127.0.0.1:7777")]);

@@ -72,11 +72,14 @@ fn people_key() -> String {
 fn inject_bad_records(redis: &RedisServer) {
     let huge = r#"{"id":"huge","name":"Huge","model":"sface-2021dec-fp32","dim":4611686018427387904,"created":1,"updated":1}"#;
     let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("huge").arg(huge));
-    let _: () = redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:huge")).arg(vec![0u8; 16]));
+    let _: () =
+        redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:huge")).arg(vec![0u8; 16]));
     let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("bogus").arg("notjson"));
-    let seven = r#"{"id":"seven","name":"Seven","model":"sface-2021dec-fp32","dim":128,"created":1,"updated":1}"#;
+    let seven =
+        r#"{"id":"seven","name":"Seven","model":"sface-2021dec-fp32","dim":128,"created":1,"updated":1}"#;
     let _: () = redis.query(redis::cmd("HSET").arg(people_key()).arg("seven").arg(seven));
-    let _: () = redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:seven")).arg(vec![1u8; 7]));
+    let _: () =
+        redis.query(redis::cmd("SET").arg(format!("{PREFIX}:{{gallery}}:emb:seven")).arg(vec![1u8; 7]));
 }
 
 fn config_for(redis: &RedisServer, dir: &Path, admin: SocketAddr) -> PathBuf {
@@ -192,7 +195,8 @@ fn a_stopped_worker_behind_a_capped_stream_loses_no_crop_silently() {
     let ingest_config = base.admin(ingest_admin).write(&idir);
     enroll(&worker_config, "Barack Obama", "obama.jpg");
 
-    let mut worker = Process::redeye(dir.path(), "recognize", &worker_config, &["recognize", "--workers", "1"]);
+    let mut worker =
+        Process::redeye(dir.path(), "recognize", &worker_config, &["recognize", "--workers", "1"]);
     wait_until(Duration::from_secs(60), "the worker to be ready", || {
         worker.assert_running();
         get(&format!("http://{worker_admin}/ready")).0 == 200
@@ -201,7 +205,8 @@ fn a_stopped_worker_behind_a_capped_stream_loses_no_crop_silently() {
     let ingest_metrics = format!("http://{ingest_admin}/metrics");
     let misses = || sample(&get(&ingest_metrics).1, "redeye_cache_misses_total").unwrap_or(0.0);
     let dropped = || {
-        sample(&get(&ingest_metrics).1, "redeye_ingest_crops_dropped_total{reason=\"stream_full\"}").unwrap_or(0.0)
+        sample(&get(&ingest_metrics).1, "redeye_ingest_crops_dropped_total{reason=\"stream_full\"}")
+            .unwrap_or(0.0)
     };
     wait_until(Duration::from_secs(60), "crops through the worker", || {
         ingest.assert_running();
@@ -380,11 +385,18 @@ fn names_are_limited_at_enrolment_and_escaped_in_every_text_output() {
     let config = config_for(&redis, dir.path(), admin_addr());
     let obama = photo("obama.jpg");
     for name in ["Evil\u{1b}[2J", "two\nlines", "rtl\u{202e}kcab", &"x".repeat(200)] {
-        let out = support::process::redeye_command(&config).args(["enroll", "--name", name]).arg(&obama).output().unwrap();
+        let out = support::process::redeye_command(&config)
+            .args(["enroll", "--name", name])
+            .arg(&obama)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name:?} was enrolled");
         assert!(stderr.contains("is refused"), "{stderr}");
-        assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'), "the error echoes it raw: {stderr:?}");
+        assert!(
+            !stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'),
+            "the error echoes it raw: {stderr:?}"
+        );
     }
     let people: i64 = redis.query(redis::cmd("HLEN").arg(people_key()));
     assert_eq!(people, 0, "nothing enrolled");
@@ -417,14 +429,20 @@ fn names_are_limited_at_enrolment_and_escaped_in_every_text_output() {
             redis::cmd("XADD").arg(format!("{PREFIX}:events")).arg("*").arg("event").arg(event.to_string()),
         );
     }
-    let out = run_redeye(&config, &["subscribe", "--from", "0", "--format", "text", "--kind", "all", "--count", "2"]);
+    let out = run_redeye(
+        &config,
+        &["subscribe", "--from", "0", "--format", "text", "--kind", "all", "--count", "2"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().count(), 2, "one line per event: {stdout:?}");
     for c in ['\u{1b}', '\u{7}', '\r'] {
         assert!(!stdout.contains(c), "{c:?} printed raw: {stdout:?}");
     }
-    assert!(stdout.contains("door\\u{1b}]0;pwned\\u{7}") && stdout.contains("door\\u{d}\\u{1b}[1A"), "{stdout:?}");
+    assert!(
+        stdout.contains("door\\u{1b}]0;pwned\\u{7}") && stdout.contains("door\\u{d}\\u{1b}[1A"),
+        "{stdout:?}"
+    );
 }
 
 #[test]
@@ -444,7 +462,9 @@ fn redis_out_of_memory_is_said_in_logs_and_on_ready_and_work_resumes() {
     enroll(&worker_config, "Barack Obama", "obama.jpg");
     // A crop waiting in a group a worker made earlier; then Redis runs out of memory.
     let faces_key = format!("{PREFIX}:{{lobby}}:faces");
-    let _: () = redis.query(redis::cmd("XGROUP").arg("CREATE").arg(&faces_key).arg("recognizers").arg("0").arg("MKSTREAM"));
+    let _: () = redis.query(
+        redis::cmd("XGROUP").arg("CREATE").arg(&faces_key).arg("recognizers").arg("0").arg("MKSTREAM"),
+    );
     let crop = Faces::load().crops("obama2.jpg", 1).remove(0);
     add(&redis, &faces::entry(&crop, "door", "lobby", 1));
     let _: () = redis.query(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"));
@@ -648,12 +668,17 @@ fn implausible_capture_times_are_not_timed_and_misrouted_entries_are_dead_letter
     });
     let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
         redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:{{lobby}}:dead")).arg("-").arg("+"));
-    let reasons: Vec<String> = rows.iter().map(|(_, f)| String::from_utf8_lossy(&f["reason"]).into_owned()).collect();
+    let reasons: Vec<String> =
+        rows.iter().map(|(_, f)| String::from_utf8_lossy(&f["reason"]).into_owned()).collect();
     assert!(reasons[0].contains("entry of group `garage` in group `lobby`'s stream"), "{reasons:?}");
     assert!(reasons[1].contains("entry for model `mobilefacenet-192d`"), "{reasons:?}");
     let page = get(&format!("http://{admin}/metrics")).1;
     assert_eq!(sample(&page, "redeye_recognitions_total{outcome=\"known\"}"), Some(1.0), "{page}");
-    assert_eq!(sample(&page, "redeye_time_to_name_seconds_count"), Some(0.0), "capture_ts 0 is not timed: {page}");
+    assert_eq!(
+        sample(&page, "redeye_time_to_name_seconds_count"),
+        Some(0.0),
+        "capture_ts 0 is not timed: {page}"
+    );
     assert_eq!(sample(&page, "redeye_time_to_name_seconds_sum"), Some(0.0), "{page}");
 }
 
@@ -696,14 +721,25 @@ fn consumers_of_crashed_workers_are_removed_once_idle_with_nothing_pending() {
         .write(dir.path());
     enroll(&config, "Barack Obama", "obama.jpg");
     let faces_key = format!("{PREFIX}:{{lobby}}:faces");
-    let _: () = redis.query(redis::cmd("XGROUP").arg("CREATE").arg(&faces_key).arg("recognizers").arg("0").arg("MKSTREAM"));
+    let _: () = redis.query(
+        redis::cmd("XGROUP").arg("CREATE").arg(&faces_key).arg("recognizers").arg("0").arg("MKSTREAM"),
+    );
     // Two workers that died: one never read, one holds an entry it never finished.
-    let _: i64 = redis.query(redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&faces_key).arg("recognizers").arg("crashed-a"));
+    let _: i64 = redis.query(
+        redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&faces_key).arg("recognizers").arg("crashed-a"),
+    );
     let crop = Faces::load().crops("obama2.jpg", 1).remove(0);
     add(&redis, &faces::entry(&crop, "door", "lobby", 1));
     let _: redis::Value = redis.query(
-        redis::cmd("XREADGROUP").arg("GROUP").arg("recognizers").arg("crashed-b").arg("COUNT").arg(1)
-            .arg("STREAMS").arg(&faces_key).arg(">"),
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("recognizers")
+            .arg("crashed-b")
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&faces_key)
+            .arg(">"),
     );
     assert_eq!(consumer_names(&redis).len(), 2);
     let mut worker = Process::redeye(dir.path(), "recognize", &config, &["recognize", "--workers", "1"]);

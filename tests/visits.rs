@@ -179,9 +179,15 @@ async fn send_shot_refuses_a_full_stream(f: Fixture) {
     let track = f.track(1);
     let faces = f.keys().faces(GROUP);
     let fields: [(&str, &[u8]); 1] = [("md5", b"0")];
-    let shot =
-        NewShot { group: GROUP, camera: "door", track: &track.track, first_seen: FIRST_SEEN, fields: &fields };
-    let send = || async { visit::send_shot(&mut f.conn(), f.keys(), &shot, 2, TTL).await.expect("send_shot") };
+    let shot = NewShot {
+        group: GROUP,
+        camera: "door",
+        track: &track.track,
+        first_seen: FIRST_SEEN,
+        fields: &fields,
+    };
+    let send =
+        || async { visit::send_shot(&mut f.conn(), f.keys(), &shot, 2, TTL).await.expect("send_shot") };
     let first = send().await.expect("room for the first");
     assert!(send().await.is_some(), "room for the second");
     assert_eq!(send().await, None, "the third is refused");

@@ -138,7 +138,10 @@ impl BusError {
 
     /// Trying again later (with backoff) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BusError::Unavailable { .. } | BusError::OutOfMemory { .. } | BusError::Disconnected { .. })
+        matches!(
+            self,
+            BusError::Unavailable { .. } | BusError::OutOfMemory { .. } | BusError::Disconnected { .. }
+        )
     }
 
     /// Redis refuses writes for lack of memory.
@@ -248,6 +251,5 @@ mod tests {
 
         let config = RedisError::from((ErrorKind::InvalidClientConfig, "bad"));
         assert!(BusError::from_redis("t", "connect", config).is_fatal());
-
     }
 }

@@ -352,7 +352,8 @@ pub struct ConsumerInfo {
 /// The consumers of `group` on `key` (empty if the stream or the group does not exist).
 pub async fn consumers(conn: &mut RedisConn, key: &str, group: &str) -> Result<Vec<ConsumerInfo>, BusError> {
     let op = || format!("XINFO CONSUMERS {key} {group}");
-    let value: Value = match redis::cmd("XINFO").arg("CONSUMERS").arg(key).arg(group).query_async(conn).await {
+    let value: Value = match redis::cmd("XINFO").arg("CONSUMERS").arg(key).arg(group).query_async(conn).await
+    {
         Ok(v) => v,
         Err(e) if e.code() == Some("NOGROUP") || e.detail().is_some_and(|d| d.contains("no such key")) => {
             return Ok(Vec::new());

@@ -22,7 +22,6 @@ pub const MAX_CACHE_TTL_SECS: u64 = 30 * 86_400;
 /// Largest accepted stream caps: far above any real backlog, far below memory exhaustion.
 const MAX_STREAM_LEN: u64 = 100_000_000;
 
-
 /// Collects problems under a growing path.
 struct Checker<'a> {
     config: &'a Config,
@@ -155,7 +154,10 @@ impl Checker<'_> {
             || value.len() > 128
             || value.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '{' | '}'))
         {
-            self.report(path, "must be 1 to 128 characters, without whitespace, control characters or braces");
+            self.report(
+                path,
+                "must be 1 to 128 characters, without whitespace, control characters or braces",
+            );
         }
     }
 
@@ -348,7 +350,10 @@ impl Checker<'_> {
         // 0 would switch the check off, NaN fails every comparison (also switching it off), and
         // infinity refuses every face: none of them is a threshold.
         if !(q.min_face >= 1.0 && q.min_face <= 4096.0) {
-            self.report(path!["quality", "min_face"], format!("min_face {} must be between 1 and 4096 pixels", q.min_face));
+            self.report(
+                path!["quality", "min_face"],
+                format!("min_face {} must be between 1 and 4096 pixels", q.min_face),
+            );
         }
         if !(q.min_sharpness > 0.0 && q.min_sharpness <= 1e6) {
             self.report(
@@ -363,7 +368,10 @@ impl Checker<'_> {
             self.report(path!["recognizer", "mean"], format!("mean {} must be between -255 and 255", r.mean));
         }
         if !(r.scale.is_finite() && r.scale > 0.0 && r.scale <= 1000.0) {
-            self.report(path!["recognizer", "scale"], format!("scale {} must be above 0 and at most 1000", r.scale));
+            self.report(
+                path!["recognizer", "scale"],
+                format!("scale {} must be above 0 and at most 1000", r.scale),
+            );
         }
         if !(-1.0..=1.0).contains(&r.match_threshold) {
             self.report(path!["recognizer", "match_threshold"], "a cosine threshold is between -1 and 1");

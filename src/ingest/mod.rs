@@ -206,8 +206,8 @@ impl RedisSink {
         };
         let mut conn = self.bus.group(&entry.group);
         let started = Instant::now();
-        let id =
-            visit::send_shot(&mut conn, self.bus.keys(), &new, self.faces_maxlen, self.record_ttl_secs).await?;
+        let id = visit::send_shot(&mut conn, self.bus.keys(), &new, self.faces_maxlen, self.record_ttl_secs)
+            .await?;
         self.stats.latency.observe(Stage::RedisXadd, started.elapsed());
         Ok(id.is_some())
     }
@@ -218,7 +218,9 @@ impl RedisSink {
         self.stats.stream_full.fetch_add(1, Relaxed);
         if !self.full.swap(true, Relaxed) {
             warn!(
-                group, what, maxlen = self.faces_maxlen,
+                group,
+                what,
+                maxlen = self.faces_maxlen,
                 "The faces stream is full of unfinished work (workers are behind or stopped): \
                  dropping new crops, counted in redeye_ingest_crops_dropped_total."
             );

@@ -382,7 +382,8 @@ impl Sources {
             family(&CACHE_MISSES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_misses))]);
             family(&INGEST_RETRIES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.retries))]);
             family(&INGEST_LOST, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.lost))]);
-            let dropped = vec![metric(MetricType::COUNTER, &[("reason", "stream_full")], sum(|s| &s.stream_full))];
+            let dropped =
+                vec![metric(MetricType::COUNTER, &[("reason", "stream_full")], sum(|s| &s.stream_full))];
             family(&INGEST_DROPPED, dropped);
         }
 

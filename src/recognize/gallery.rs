@@ -476,7 +476,8 @@ mod tests {
     fn person_records_are_checked() {
         let good = br#"{"id":"ada","name":"Ada","model":"m","dim":128,"created":1,"updated":1}"#;
         assert_eq!(parse_person("ada", good).unwrap().dim, 128);
-        let huge = br#"{"id":"ada","name":"Ada","model":"m","dim":4611686018427387904,"created":1,"updated":1}"#;
+        let huge =
+            br#"{"id":"ada","name":"Ada","model":"m","dim":4611686018427387904,"created":1,"updated":1}"#;
         assert!(parse_person("ada", huge).unwrap_err().contains("dim"));
         assert!(parse_person("bob", good).unwrap_err().contains("`ada`"));
         assert!(parse_person("ada", b"notjson").is_err());

@@ -422,7 +422,8 @@ impl RecognitionWorker {
             return Err(format!("crop_size is {}, this recogniser takes {size}", face.crop_size));
         }
         // The header first: a crop claiming 8000x8000 pixels is refused before any is decoded.
-        let jpeg = || image::ImageReader::with_format(std::io::Cursor::new(&face.crop), image::ImageFormat::Jpeg);
+        let jpeg =
+            || image::ImageReader::with_format(std::io::Cursor::new(&face.crop), image::ImageFormat::Jpeg);
         let (w, h) = jpeg().into_dimensions().map_err(|e| format!("crop is not a JPEG: {e}"))?;
         if (w, h) != (size, size) {
             return Err(format!("crop is {w}x{h}, expected {size}x{size}"));

@@ -80,7 +80,10 @@ async fn supervise(worker: RecognitionWorker, token: CancellationToken, health: 
             }
             Err(_) => {
                 let wait = backoff.next_random();
-                tracing::error!(restart_in_ms = wait.as_millis() as u64, "The worker panicked; restarting it.");
+                tracing::error!(
+                    restart_in_ms = wait.as_millis() as u64,
+                    "The worker panicked; restarting it."
+                );
                 health.fail(component.clone(), "the worker panicked (see the log); it was restarted");
                 tokio::select! {
                     _ = token.cancelled() => return,

@@ -33,7 +33,8 @@ impl Default for ImageLimits {
 /// Reads and decodes `path` to RGB24 within `limits`.
 pub fn decode_image_file(path: &Path, limits: &ImageLimits) -> Result<RgbImage, VisionError> {
     let bytes = read_image_file(path, limits)?;
-    decode_image_bytes(&bytes, limits).map_err(|reason| VisionError::Image { path: path.to_path_buf(), reason })
+    decode_image_bytes(&bytes, limits)
+        .map_err(|reason| VisionError::Image { path: path.to_path_buf(), reason })
 }
 
 /// The bytes of the regular file `path`, at most `limits.max_file_bytes` of them.
@@ -48,7 +49,9 @@ pub fn read_image_file(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, Vis
         let kind = if meta.is_dir() { "a directory" } else { "a device, FIFO or socket" };
         return Err(fail(format!("not a regular file ({kind}): give the path of an image file")));
     }
-    let too_big = |len: u64| fail(format!("file is {len} bytes or more, more than the limit of {}", limits.max_file_bytes));
+    let too_big = |len: u64| {
+        fail(format!("file is {len} bytes or more, more than the limit of {}", limits.max_file_bytes))
+    };
     if meta.len() > limits.max_file_bytes {
         return Err(too_big(meta.len()));
     }

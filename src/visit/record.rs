@@ -227,9 +227,9 @@ pub async fn send_shot(
     let id: Value = inv.invoke_async(conn).await.map_err(|e| conn.error(op(), e))?;
     match id {
         Value::Nil => Ok(None),
-        Value::BulkString(b) => String::from_utf8(b)
-            .map(Some)
-            .map_err(|_| BusError::reply(conn.target(), op(), "id not UTF-8")),
+        Value::BulkString(b) => {
+            String::from_utf8(b).map(Some).map_err(|_| BusError::reply(conn.target(), op(), "id not UTF-8"))
+        }
         Value::SimpleString(s) => Ok(Some(s)),
         other => Err(BusError::reply(conn.target(), op(), format!("expected an id, got {other:?}"))),
     }
