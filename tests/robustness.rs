@@ -536,6 +536,7 @@ const ACL_RULES: &[&str] = &[
     "+xgroup|create",
     "+xgroup|delconsumer",
     "+xinfo|groups",
+    "+xinfo|consumers",
     "+evalsha",
     "+eval",
     "+script|load",
