@@ -72,7 +72,7 @@ impl Readiness {
         if self.draining.load(Relaxed) {
             return Err("shutting down".into());
         }
-        let faults = self.health.faults();
+        let faults = self.health.problems();
         if !faults.is_empty() {
             return Err(faults.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "));
         }

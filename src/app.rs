@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bus::{Bus, Keys, Topology};
 use crate::config::Config;
 use crate::vision::{FacePipeline, OnnxEmbedder, QualityGate, Runtime, SessionOptions, YuNet};
@@ -10,6 +11,43 @@ use crate::vision::{FacePipeline, OnnxEmbedder, QualityGate, Runtime, SessionOpt
 /// Loads and validates the configuration file named on the command line.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// Connects like [`connect`], but waits for a Redis that is not up yet (a long-running role
+/// started before its Redis, or both restarted together): retries with the backoff a lost
+/// connection uses, logs the cause once, and returns `None` if `stop` completes first. A
+/// configuration or credential error still fails at once.
+pub async fn connect_patiently(
+    config: &Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Option<Bus>> {
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = Backoff::new(BackoffPolicy::redis());
+    loop {
+        let (topology, credentials) = Topology::from_config(config)?;
+        let description = topology.describe();
+        match Bus::connect(topology, credentials, Keys::from_config(config)).await {
+            Ok(bus) => {
+                if backoff.failures() > 0 {
+                    tracing::info!(redis = %description, "Connected to Redis.");
+                }
+                return Ok(Some(bus));
+            }
+            Err(err) if err.is_retryable() => {
+                let wait = backoff.next_random();
+                if backoff.failures() == 1 {
+                    tracing::warn!(redis = %description, error = %err, "Redis is not reachable; retrying with backoff until it is.");
+                } else {
+                    tracing::debug!(error = %err, retry_in_ms = wait.as_millis() as u64, "Redis still not reachable.");
+                }
+                tokio::select! {
+                    _ = &mut stop => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(err) => return Err(err).with_context(|| format!("connecting to Redis ({description})")),
+        }
+    }
 }
 
 /// Connects to the configured Redis topology (or `REDEYE_REDIS_URL`).

@@ -175,17 +175,19 @@ impl StageHooks {
     }
 
     /// Records the time from `capture_ts_ms` (Unix ms, the frame's capture) to now, the event.
-    /// A capture time in the future (cameras with a skewed clock) counts as zero.
+    /// A capture time in the future (cameras with a skewed clock) counts as zero; an implausible
+    /// one (see [`plausible_age`]) is not recorded.
     pub fn observe_time_to_name(&self, capture_ts_ms: u64) {
-        if let Some(h) = self.time_to_name.get() {
-            h.observe(seconds_since(capture_ts_ms));
+        if let (Some(h), Some(age)) = (self.time_to_name.get(), plausible_age(capture_ts_ms)) {
+            h.observe(age);
         }
     }
 
-    /// Records the time from a track's first sighting (Unix ms) to now, its `arrived` event.
+    /// Records the time from a track's first sighting (Unix ms) to now, its `arrived` event
+    /// (not recorded when implausible, as [`StageHooks::observe_time_to_name`]).
     pub fn observe_visit_time_to_name(&self, first_seen_ms: u64) {
-        if let Some(h) = self.visit_time_to_name.get() {
-            h.observe(seconds_since(first_seen_ms));
+        if let (Some(h), Some(age)) = (self.visit_time_to_name.get(), plausible_age(first_seen_ms)) {
+            h.observe(age);
         }
     }
 
@@ -215,9 +217,28 @@ pub fn seconds_since(ts_ms: u64) -> f64 {
     unix_millis().saturating_sub(ts_ms) as f64 / 1000.0
 }
 
+/// The oldest capture time a latency histogram takes: a day. Nothing waits a day to be named;
+/// an older time (0, a camera clock reset to 1970, a mangled entry) would put a 56-year sample
+/// in the histogram and wreck every percentile.
+pub const MAX_PLAUSIBLE_AGE_MS: u64 = 86_400_000;
+
+/// Seconds since `ts_ms`, or `None` when `ts_ms` is 0 or more than [`MAX_PLAUSIBLE_AGE_MS`] ago.
+pub fn plausible_age(ts_ms: u64) -> Option<f64> {
+    let age = unix_millis().saturating_sub(ts_ms);
+    (ts_ms > 0 && age <= MAX_PLAUSIBLE_AGE_MS).then(|| age as f64 / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_capture_times_have_no_age() {
+        assert_eq!(plausible_age(0), None);
+        assert_eq!(plausible_age(unix_millis() - MAX_PLAUSIBLE_AGE_MS - 1000), None);
+        assert!(plausible_age(unix_millis() - 1500).is_some_and(|s| (1.4..2.0).contains(&s)));
+        assert_eq!(plausible_age(unix_millis() + 60_000), Some(0.0), "a clock ahead counts as 0");
+    }
 
     #[test]
     fn stages_index_their_histograms_in_order() {

@@ -23,6 +23,7 @@
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
 //! - [`app`]: builds the bus and the face pipeline from a config, the same way for every command.
 //! - [`cmd`]: one module per subcommand, each with `Args` and `run(args)`.
+//! - [`terminal`]: text for terminals: control characters escaped.
 
 pub mod admin;
 pub mod app;
@@ -39,6 +40,7 @@ pub mod recognition;
 pub mod recognize;
 pub mod service;
 pub mod telemetry;
+pub mod terminal;
 pub mod track;
 pub mod vision;
 pub mod visit;

@@ -239,11 +239,11 @@ impl Metrics {
     fn set_stream(&self, group: &str, length: u64, lag: Option<u64>, pending: u64) {
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.stream_length.with_label_values(&[group]).set(int(length));
-        // Redis cannot always tell the lag (after trimming past undelivered entries): keep the
-        // last known value rather than invent one.
-        if let Some(lag) = lag {
-            self.stream_lag.with_label_values(&[group]).set(int(lag));
-        }
+        // Redis cannot always tell the lag (entries deleted past the last delivered one). The
+        // stream holds only unfinished work (finished entries are deleted), so what is not
+        // pending is undelivered: the length minus the pending count is the lag then.
+        let lag = lag.unwrap_or(length.saturating_sub(pending));
+        self.stream_lag.with_label_values(&[group]).set(int(lag));
         self.stream_pending.with_label_values(&[group]).set(int(pending));
     }
 
@@ -295,6 +295,16 @@ mod tests {
         }
         // Nothing registered for ingest's cache: no family at all rather than a false zero.
         assert!(!text.contains("redeye_cache_hits_total"));
+    }
+
+    #[test]
+    fn an_unknown_lag_is_the_unfinished_entries_not_pending() {
+        let m = Metrics::new();
+        m.add_stream_group("g");
+        m.set_stream("g", 5, None, 2);
+        assert!(m.render().contains("redeye_stream_lag_entries{group=\"g\"} 3"));
+        m.set_stream("g", 5, Some(1), 2);
+        assert!(m.render().contains("redeye_stream_lag_entries{group=\"g\"} 1"));
     }
 
     #[test]

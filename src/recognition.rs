@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::{Bus, BusError, RedisConn, cache, events};
 use crate::instrument::{Stage, StageHooks, unix_millis};
+use crate::recognize::gallery::UNKNOWN_VERSION;
 use crate::vision::BBox;
 use crate::wire::{EVENT_SCHEMA, EntryError, Event, FaceEntry, PersonRef};
 
@@ -94,9 +95,13 @@ impl CachedResult {
     /// Whether this entry may answer for `model` at gallery `version`: same schema, same model,
     /// and made with exactly this gallery version. Equality, not `>=`: a version counter that
     /// went backwards (a restore, a failover that lost INCRs) must not let a result that names
-    /// a forgotten person answer again.
+    /// a forgotten person answer again. Nothing is fresh at [`UNKNOWN_VERSION`] (a version key
+    /// that is not a counter cannot tell what changed).
     pub fn is_fresh(&self, model: &str, version: u64) -> bool {
-        self.schema == RESULT_SCHEMA && self.model == model && self.gallery_version == version
+        self.schema == RESULT_SCHEMA
+            && self.model == model
+            && self.gallery_version == version
+            && version != UNKNOWN_VERSION
     }
 }
 
@@ -228,6 +233,7 @@ mod tests {
         assert!(!result("sface", 2).is_fresh("sface", 3));
         assert!(!result("sface", 4).is_fresh("sface", 3), "a version from before a restore");
         assert!(!result("mobilefacenet", 3).is_fresh("sface", 3));
+        assert!(!result("sface", UNKNOWN_VERSION).is_fresh("sface", UNKNOWN_VERSION));
     }
 
     #[test]

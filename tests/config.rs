@@ -312,3 +312,215 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("/nonexistent/cameras.toml"), "{text}");
 }
+
+/// `[runtime]` only, and the model paths for a body that writes its own `[detector]` and
+/// `[recognizer]` tables (TOML refuses a table defined twice).
+fn runtime_header() -> (String, String, String) {
+    let models = support::config::models();
+    let runtime: toml::Table = [("runtime".to_owned(), models["runtime"].clone())].into_iter().collect();
+    let model = |t: &str| models[t]["model"].to_string();
+    (toml::to_string(&runtime).unwrap(), model("detector"), model("recognizer"))
+}
+
+/// Located problems of a whole file's text.
+fn problems_of(text: &str) -> Vec<String> {
+    match Config::from_toml(text, Path::new("test.toml"), Path::new("/nonexistent")) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.iter().map(|p| format!("{}: {}: {}", p.line, p.path, p.message)).collect()
+        }
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+#[test]
+fn numbers_and_names_out_of_range_are_reported_with_their_lines() {
+    let (runtime, detector, recognizer) = runtime_header();
+    let text = format!(
+        r#"{runtime}
+[redis]
+key_prefix = ""
+image_key_prefix = "img"
+event_channel = "ev\u001b[2J"
+cache_ttl_secs = 9223372036854775807
+faces_stream_maxlen = 0
+[worker]
+workers = 100000000
+batch = 9200000000000000000
+block_ms = 9200000000000000000
+[recognizer]
+model = {recognizer}
+dim = 9200000000000000000
+max_batch = 0
+mean = nan
+scale = 0.0
+[detector]
+model = {detector}
+top_k = 9200000000000000000
+[quality]
+min_face = inf
+min_sharpness = 0.0
+[[group]]
+name = "g"
+[[group.camera]]
+name = "c"
+url = "rtsp://h/s"
+"#
+    );
+    let got = problems_of(&text);
+    // Each problem is on the line of its key.
+    let has = |key: &str, path: &str, message: &str| {
+        let line = 1 + text.lines().position(|l| l.starts_with(&format!("{key} ="))).expect("the key");
+        assert!(
+            got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
+            "no problem {line}: {path}: ..{message}.. in {got:#?}"
+        );
+    };
+    has("key_prefix", "redis.key_prefix", "1 to 128 characters");
+    has("event_channel", "redis.event_channel", "control characters");
+    has("cache_ttl_secs", "redis.cache_ttl_secs", "between 1 and 2592000");
+    has("faces_stream_maxlen", "redis.faces_stream_maxlen", "between 1 and");
+    has("workers", "worker.workers", "between 1 and 256");
+    has("batch", "worker.batch", "between 1 and 1000");
+    has("block_ms", "worker.block_ms", "between 1 and 10000");
+    has("dim", "recognizer.dim", "between 1 and 4096");
+    has("max_batch", "recognizer.max_batch", "between 1 and 1024");
+    has("mean", "recognizer.mean", "NaN");
+    has("scale", "recognizer.scale", "above 0");
+    has("top_k", "detector.top_k", "between 1 and 100000");
+    has("min_face", "quality.min_face", "inf");
+    has("min_sharpness", "quality.min_sharpness", "above 0");
+    assert_eq!(got.len(), 14, "{got:#?}");
+}
+
+#[test]
+fn no_enabled_camera_is_refused_and_a_public_admin_address_is_a_warning() {
+    let got = problems(
+        "[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\nenabled = false\n",
+    );
+    assert!(got.iter().any(|p| p.contains("no enabled camera")), "{got:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "[admin]\nlisten = \"0.0.0.0:9464\"\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n",
+    );
+    let out = check_config(&path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning, not an error: {}", text(&out));
+    assert!(stderr.contains("warning:") && stderr.contains("0.0.0.0:9464 is not a loopback"), "{stderr}");
+}
+
+mod properties {
+    //! The parser and validator on generated files: never a panic, and whatever is accepted is
+    //! within the documented ranges (a value outside them is always reported).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Integers around every boundary that matters, and far beyond; mostly small.
+    fn integer() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            6 => 1i64..=200,
+            1 => 0i64..=2,
+            1 => 1i64..=5000,
+            1 => prop_oneof![Just(255), Just(1000), Just(4096), Just(1 << 31), Just(i64::MAX)],
+        ]
+    }
+
+    fn float() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => (0.5f64..200.0).prop_map(|f| format!("{f:?}")),
+            1 => (-1000.0f64..1000.0).prop_map(|f| format!("{f:?}")),
+            1 => Just("nan".to_owned()),
+            1 => Just("inf".to_owned()),
+            1 => Just("-inf".to_owned()),
+            1 => Just("0.0".to_owned()),
+        ]
+    }
+
+    /// Names with the characters that break keys and terminals.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => proptest::string::string_regex("[a-z]{1,10}").unwrap(),
+            1 => proptest::string::string_regex("[a-z\\-{} \\x00-\\x1f\\u{7f}\\u{202e}é]{0,10}").unwrap(),
+        ]
+    }
+
+    /// Generated files with every number around its bounds: the generated TOML always parses,
+    /// and a file the validator accepts has every value in range. Counts acceptances, so the
+    /// property cannot hold vacuously.
+    #[test]
+    fn accepted_configs_are_within_range() {
+        let strategy =
+            (proptest::collection::vec(integer(), 9), proptest::collection::vec(float(), 4), name());
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(400));
+        let accepted = std::cell::Cell::new(0);
+        let (runtime, detector, recognizer) = runtime_header();
+        runner
+            .run(&strategy, |(ints, floats, prefix)| {
+                let text = format!(
+                    "{runtime}[redis]\nkey_prefix = {}\ncache_ttl_secs = {}\nfaces_stream_maxlen = {}\n\
+                     [worker]\nworkers = {}\nbatch = {}\nblock_ms = {}\n\
+                     [recognizer]\nmodel = {recognizer}\ndim = {}\nmax_batch = {}\nmean = {}\nscale = {}\n\
+                     [detector]\nmodel = {detector}\ntop_k = {}\n[quality]\nmin_face = {}\nmin_sharpness = {}\n\
+                     [[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\nfps = {}.5\n",
+                    toml::Value::String(prefix),
+                    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6],
+                    floats[0], floats[1], ints[7], floats[2], floats[3], ints[8] % 50,
+                );
+                let c = match Config::from_toml(&text, Path::new("p.toml"), Path::new("/nonexistent")) {
+                    Ok(c) => c,
+                    Err(ConfigError::Invalid { .. }) => return Ok(()),
+                    Err(e) => return Err(TestCaseError::fail(format!("{e}\n{text}"))),
+                };
+                accepted.set(accepted.get() + 1);
+                prop_assert!((1..=30 * 86_400).contains(&c.redis.cache_ttl_secs));
+                prop_assert!(c.redis.faces_stream_maxlen >= 1);
+                prop_assert!((1..=256).contains(&c.worker.workers));
+                prop_assert!((1..=1000).contains(&c.worker.batch));
+                prop_assert!((1..=10_000).contains(&c.worker.block_ms));
+                prop_assert!((1..=4096).contains(&c.recognizer.dim));
+                prop_assert!((1..=1024).contains(&c.recognizer.max_batch));
+                prop_assert!(c.recognizer.mean.is_finite());
+                prop_assert!(c.recognizer.scale.is_finite() && c.recognizer.scale > 0.0);
+                prop_assert!((1..=100_000).contains(&c.detector.top_k));
+                prop_assert!(c.quality.min_face >= 1.0 && c.quality.min_face.is_finite());
+                prop_assert!(c.quality.min_sharpness > 0.0 && c.quality.min_sharpness.is_finite());
+                let p = &c.redis.key_prefix;
+                let plain = !p.is_empty() && !p.chars().any(|ch| ch.is_control() || ch.is_whitespace() || ch == '{');
+                prop_assert!(plain, "key prefix {:?}", p);
+                Ok(())
+            })
+            .unwrap();
+        assert!(accepted.get() >= 5, "only {} of 400 generated files were accepted", accepted.get());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_text_is_parsed_or_refused_without_a_panic(body in "[\\[\\]a-z_=\"0-9.\\n #-]{0,200}") {
+            let text = format!("{}{body}", header());
+            let _ = Config::from_toml(&text, Path::new("p.toml"), Path::new("/nonexistent"));
+        }
+    }
+}
+
+#[test]
+fn a_password_in_redeye_redis_url_is_refused_like_one_in_the_file_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n");
+    let out = check_config(&path, &[(REDIS_URL_ENV, "redis://:hunter2@127.0.0.1:7777")]);
+    let refused = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{refused}");
+    assert!(
+        refused.contains("REDEYE_REDIS_URL (from the environment)") && refused.contains("password"),
+        "{refused}"
+    );
+    assert!(!refused.contains("hunter2"), "{refused}");
+    // A user name alone is accepted, and shown.
+    let out = check_config(&path, &[(REDIS_URL_ENV, "redis://reader@127.0.0.1:7777")]);
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("redis://reader@127.0.0.1:7777 (from REDEYE_REDIS_URL"), "{text}");
+}

@@ -66,7 +66,10 @@ impl Fixture {
                 fields: &fields,
             };
             ids.push(
-                visit::send_shot(&mut self.conn(), self.keys(), &shot, 10_000, TTL).await.expect("send_shot"),
+                visit::send_shot(&mut self.conn(), self.keys(), &shot, 10_000, TTL)
+                    .await
+                    .expect("send_shot")
+                    .expect("the stream has room"),
             );
         }
         ids
@@ -109,6 +112,7 @@ macro_rules! on_single_and_cluster {
 
 on_single_and_cluster!(
     send_shot_counts_and_tags,
+    send_shot_refuses_a_full_stream,
     fold_is_idempotent_per_shot,
     concurrent_folds_arrive_once,
     unknown_then_two_matches_updates,
@@ -169,6 +173,36 @@ async fn send_shot_counts_and_tags(f: Fixture) {
     assert_eq!(f.hget(&track, "group").await.as_deref(), Some(GROUP));
     assert_eq!(f.hget(&track, "first_seen").await, Some(FIRST_SEEN.to_string()));
     f.assert_expires(&track).await;
+}
+
+/// At the cap the shot is refused and its record untouched, so the track still completes; an
+/// acknowledged entry is deleted, which makes room again.
+async fn send_shot_refuses_a_full_stream(f: Fixture) {
+    let track = f.track(1);
+    let faces = f.keys().faces(GROUP);
+    let fields: [(&str, &[u8]); 1] = [("md5", b"0")];
+    let shot = NewShot {
+        group: GROUP,
+        camera: "door",
+        track: &track.track,
+        first_seen: FIRST_SEEN,
+        fields: &fields,
+    };
+    let send =
+        || async { visit::send_shot(&mut f.conn(), f.keys(), &shot, 2, TTL).await.expect("send_shot") };
+    let first = send().await.expect("room for the first");
+    assert!(send().await.is_some(), "room for the second");
+    assert_eq!(send().await, None, "the third is refused");
+    assert_eq!(f.hget(&track, "sent").await.as_deref(), Some("2"), "the refused shot is not counted");
+    let mut conn = f.conn();
+    redeye::bus::streams::ensure_group(&mut conn, &faces, redeye::bus::CONSUMER_GROUP).await.unwrap();
+    let read = redeye::bus::streams::read_group(&mut conn, &faces, redeye::bus::CONSUMER_GROUP, "c", 1, 0)
+        .await
+        .unwrap();
+    assert_eq!(read[0].id, first);
+    redeye::bus::streams::ack(&mut conn, &faces, redeye::bus::CONSUMER_GROUP, &[&first]).await.unwrap();
+    assert_eq!(redeye::bus::streams::stream_len(&mut conn, &faces).await.unwrap(), 1, "acked is deleted");
+    assert!(send().await.is_some(), "room again");
 }
 
 async fn fold_is_idempotent_per_shot(f: Fixture) {

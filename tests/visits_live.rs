@@ -64,8 +64,14 @@ fn person(e: &VisitEvent) -> Option<&str> {
     e.person.as_ref().map(|p| p.id.as_str())
 }
 
-fn faces_stream_len(redis: &RedisServer) -> u64 {
-    redis.query(redis::cmd("XLEN").arg(format!("{PREFIX}:{{lobby}}:faces")))
+/// Shots ever appended to the faces stream (`entries-added`: finished entries are deleted).
+fn faces_stream_added(redis: &RedisServer) -> u64 {
+    let info: HashMap<String, redis::Value> =
+        redis.query(redis::cmd("XINFO").arg("STREAM").arg(format!("{PREFIX}:{{lobby}}:faces")));
+    match info.get("entries-added") {
+        Some(redis::Value::Int(n)) => *n as u64,
+        other => panic!("entries-added: {other:?}"),
+    }
 }
 
 fn enroll_franck(config: &Path) {
@@ -94,11 +100,11 @@ fn one_person_for_a_minute_is_one_arrival_and_few_shots() {
     }
     let accepted = metric_sum(admin, "redeye_faces_accepted_total");
     assert_eq!(metric_sum(admin, "redeye_tracks_started_total"), 1.0);
-    assert_eq!(metric_sum(admin, "redeye_shots_sent_total"), faces_stream_len(&redis) as f64);
+    assert_eq!(metric_sum(admin, "redeye_shots_sent_total"), faces_stream_added(&redis) as f64);
     assert!(metric_sum(admin, "redeye_faces_tracked_dropped_total") > 0.0);
     assert_eq!(metric_sum(admin, "redeye_visit_events_total"), visits(&redis).len() as f64);
     assert_eq!(metric_sum(admin, "redeye_visit_time_to_name_seconds_count"), 1.0);
-    let shots = faces_stream_len(&redis) as f64;
+    let shots = faces_stream_added(&redis) as f64;
     let events = visits(&redis);
     let arrived = of_kind(&events, VisitKind::Arrived);
     assert_eq!(arrived.len(), 1, "{events:#?}");
@@ -242,11 +248,12 @@ fn a_worker_killed_mid_visit_loses_nothing_and_announces_once() {
     assert_eq!(pending.first(), Some(&redis::Value::Int(0)), "nothing pending: {pending:?}");
 
     let events = visits(&redis);
-    let shots: Vec<(String, HashMap<String, Vec<u8>>)> =
-        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:{{lobby}}:faces")).arg("-").arg("+"));
+    // Finished shots are deleted from the stream; each track record counts the shots sent.
     let mut per_track: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, fields) in &shots {
-        *per_track.entry(String::from_utf8(fields["track"].clone()).unwrap()).or_default() += 1;
+    for e in &events {
+        let key = format!("{PREFIX}:{{lobby}}:track:{}", e.track);
+        let sent: Option<u64> = redis.query(redis::cmd("HGET").arg(&key).arg("sent"));
+        per_track.insert(e.track.clone(), sent.unwrap_or_else(|| panic!("{key} has `sent`")));
     }
     assert_eq!(per_track.len(), 2, "two tracks sent shots: {per_track:?}");
     for (track, sent) in &per_track {

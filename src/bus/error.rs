@@ -46,29 +46,44 @@ pub enum BusError {
     },
 
     /// The node is unreachable, restarting, loading its data, failing over or resharding.
-    /// Retryable, with backoff.
-    #[error("Redis {target}: {op}: unavailable")]
+    /// Retryable, with backoff. The message carries the client's text (a log line written with
+    /// `%err` shows only this message, not the source chain).
+    #[error("Redis {target}: {op}: unavailable: {error}")]
     Unavailable {
         /// Which Redis.
         target: String,
         /// What we were doing.
         op: String,
         /// The client's error.
-        #[source]
-        source: RedisError,
+        error: RedisError,
+    },
+
+    /// The server refuses writes because it is at `maxmemory` with no eviction ("OOM command
+    /// not allowed"). Retryable: memory may be freed (workers catching up delete entries, keys
+    /// expire); meanwhile `/ready` says so (see `crate::health`).
+    #[error(
+        "Redis {target}: {op}: out of memory, writes refused ({error}): raise maxmemory, or lower \
+         the stream caps and cache_ttl_secs"
+    )]
+    OutOfMemory {
+        /// Which Redis.
+        target: String,
+        /// What we were doing.
+        op: String,
+        /// The server's error.
+        error: RedisError,
     },
 
     /// The server rejected the command itself (wrong type, missing consumer group, syntax).
     /// Retrying the same command will not help; the caller decides (e.g. recreate the group).
-    #[error("Redis {target}: {op} failed")]
+    #[error("Redis {target}: {op} failed: {error}")]
     Command {
         /// Which Redis.
         target: String,
         /// What we were doing.
         op: String,
         /// The server's error.
-        #[source]
-        source: RedisError,
+        error: RedisError,
     },
 
     /// The reply did not have the shape this code expects (a different server version?).
@@ -110,8 +125,9 @@ impl BusError {
         match classify(&source) {
             Class::Auth => BusError::Auth { target, op, source },
             Class::Setup => BusError::Setup { target, op, source },
-            Class::Unavailable => BusError::Unavailable { target, op, source },
-            Class::Command => BusError::Command { target, op, source },
+            Class::Unavailable => BusError::Unavailable { target, op, error: source },
+            Class::OutOfMemory => BusError::OutOfMemory { target, op, error: source },
+            Class::Command => BusError::Command { target, op, error: source },
         }
     }
 
@@ -122,7 +138,15 @@ impl BusError {
 
     /// Trying again later (with backoff) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BusError::Unavailable { .. } | BusError::Disconnected { .. })
+        matches!(
+            self,
+            BusError::Unavailable { .. } | BusError::OutOfMemory { .. } | BusError::Disconnected { .. }
+        )
+    }
+
+    /// Redis refuses writes for lack of memory.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, BusError::OutOfMemory { .. })
     }
 
     /// Nothing will change without the operator: stop and report.
@@ -133,10 +157,10 @@ impl BusError {
     /// The server's error code (`NOGROUP`, `WRONGTYPE`, `BUSYGROUP`...), when the server sent one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            BusError::Auth { source, .. }
-            | BusError::Setup { source, .. }
-            | BusError::Unavailable { source, .. }
-            | BusError::Command { source, .. } => source.code(),
+            BusError::Auth { source, .. } | BusError::Setup { source, .. } => source.code(),
+            BusError::Unavailable { error, .. }
+            | BusError::OutOfMemory { error, .. }
+            | BusError::Command { error, .. } => error.code(),
             _ => None,
         }
     }
@@ -146,6 +170,7 @@ enum Class {
     Auth,
     Setup,
     Unavailable,
+    OutOfMemory,
     Command,
 }
 
@@ -154,6 +179,10 @@ fn classify(err: &RedisError) -> Class {
     // (NOAUTH before AUTH, WRONGPASS for AUTH itself), so check the code as well as the kind.
     if matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")) {
         return Class::Auth;
+    }
+    // An error raised inside a script keeps the command's code (Redis 7).
+    if err.code() == Some("OOM") {
+        return Class::OutOfMemory;
     }
     match err.kind() {
         ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => Class::Auth,

@@ -2,6 +2,12 @@
 //!
 //! Every function takes the [`RedisConn`] holding the stream (for a group's faces stream,
 //! `bus.group(name)`), and returns errors that name the command, the key and the target.
+//!
+//! A faces stream holds only unfinished work: [`ack`] and [`dead_letter`] delete the entry in
+//! the same atomic step that acknowledges it, so the stream's length is what no worker has
+//! finished, and [`append_bounded`] refuses a new entry at the cap instead of trimming (`MAXLEN`
+//! would silently drop crops nobody recognised). Streams of finished things (events, dead
+//! letters) are capped with [`append_capped`].
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -31,6 +37,38 @@ pub async fn append_capped(
     reply::string(id).map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
+/// Appends one entry to `key` unless the stream already holds `maxlen` entries: the length
+/// check and the XADD are one script, so concurrent appenders cannot overshoot. Returns the new
+/// entry's id, or `None` when the stream is full (the caller counts the drop).
+pub async fn append_bounded(
+    conn: &mut RedisConn,
+    key: &str,
+    maxlen: u64,
+    fields: &[(&str, &[u8])],
+) -> Result<Option<String>, BusError> {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+            if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+            local args = {'XADD', KEYS[1], '*'}
+            for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+            return redis.call(unpack(args))
+            ",
+        )
+    });
+    let mut invocation = SCRIPT.key(key);
+    invocation.arg(maxlen);
+    for (name, value) in fields {
+        invocation.arg(*name).arg(*value);
+    }
+    let op = || format!("XADD {key} (at most {maxlen} entries)");
+    let id: Value = invocation.invoke_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    match id {
+        Value::Nil => Ok(None),
+        id => reply::string(id).map(Some).map_err(|d| BusError::reply(conn.target(), op(), d)),
+    }
+}
+
 /// Creates consumer group `group` on `key` (and the stream, if missing), starting from the
 /// beginning so entries appended before the first worker started are not skipped. Returns
 /// false when the group already existed, which is the normal case after the first start.
@@ -46,7 +84,15 @@ pub async fn ensure_group(conn: &mut RedisConn, key: &str, group: &str) -> Resul
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
-        Err(e) => Err(conn.error(format!("XGROUP CREATE {key} {group}"), e)),
+        Err(e) => {
+            // A Redis out of memory refuses XGROUP CREATE even when the group exists (the
+            // command may write): ask whether it exists (a read) before calling it a failure.
+            let err = conn.error(format!("XGROUP CREATE {key} {group}"), e);
+            match group_info(conn, key).await {
+                Ok(groups) if groups.iter().any(|g| g.name == group) => Ok(false),
+                _ => Err(err),
+            }
+        }
     }
 }
 
@@ -79,23 +125,34 @@ pub async fn read_group(
     reply::read_reply(value).map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
-/// Acknowledges `ids` in `group`: they leave the pending list for good. Returns how many
-/// were pending.
+/// Acknowledges `ids` in `group` and deletes them from the stream, in one atomic step (a
+/// script): they leave the pending list for good, and the stream keeps only unfinished work.
+/// Returns how many were pending.
 pub async fn ack<S: AsRef<str>>(
     conn: &mut RedisConn,
     key: &str,
     group: &str,
     ids: &[S],
 ) -> Result<u64, BusError> {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+            local acked = redis.call('XACK', KEYS[1], unpack(ARGV))
+            table.remove(ARGV, 1)
+            redis.call('XDEL', KEYS[1], unpack(ARGV))
+            return acked
+            ",
+        )
+    });
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut cmd = redis::cmd("XACK");
-    cmd.arg(key).arg(group);
+    let mut invocation = SCRIPT.key(key);
+    invocation.arg(group);
     for id in ids {
-        cmd.arg(id.as_ref());
+        invocation.arg(id.as_ref());
     }
-    cmd.query_async(conn).await.map_err(|e| conn.error(format!("XACK {key} {group}"), e))
+    invocation.invoke_async(conn).await.map_err(|e| conn.error(format!("XACK+XDEL {key} {group}"), e))
 }
 
 /// One `XAUTOCLAIM` step.
@@ -183,8 +240,8 @@ pub async fn delivery_counts<S: AsRef<str>>(
 }
 
 /// Appends to `dead_key` (capped at about `maxlen`) the original fields of `entry`, plus
-/// `reason` and `original_id`, and acknowledges `entry` in `group` on `source_key`, in one
-/// atomic step. Returns the dead-letter id.
+/// `reason` and `original_id`, and acknowledges and deletes `entry` in `group` on
+/// `source_key`, in one atomic step. Returns the dead-letter id.
 ///
 /// Atomic so a crash cannot lose the entry (acked, never dead-lettered) or duplicate it
 /// (dead-lettered, still pending, dead-lettered again). Both keys must share a hash tag
@@ -211,6 +268,7 @@ pub async fn dead_letter(
             args[#args + 1] = ARGV[3]
             local id = redis.call(unpack(args))
             redis.call('XACK', KEYS[1], ARGV[2], ARGV[3])
+            redis.call('XDEL', KEYS[1], ARGV[3])
             return id
             ",
         )
@@ -277,6 +335,46 @@ pub async fn group_info(conn: &mut RedisConn, key: &str) -> Result<Vec<GroupInfo
             groups.push(info);
         }
         Ok(groups)
+    };
+    decode().map_err(|d| BusError::reply(conn.target(), op(), d))
+}
+
+/// One consumer of a group, from `XINFO CONSUMERS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    pub name: String,
+    /// Entries delivered to it and not acknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read (or claimed).
+    pub idle_ms: u64,
+}
+
+/// The consumers of `group` on `key` (empty if the stream or the group does not exist).
+pub async fn consumers(conn: &mut RedisConn, key: &str, group: &str) -> Result<Vec<ConsumerInfo>, BusError> {
+    let op = || format!("XINFO CONSUMERS {key} {group}");
+    let value: Value = match redis::cmd("XINFO").arg("CONSUMERS").arg(key).arg(group).query_async(conn).await
+    {
+        Ok(v) => v,
+        Err(e) if e.code() == Some("NOGROUP") || e.detail().is_some_and(|d| d.contains("no such key")) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(conn.error(op(), e)),
+    };
+    let decode = || -> reply::Shape<Vec<ConsumerInfo>> {
+        let mut out = Vec::new();
+        for consumer in reply::list(value)? {
+            let mut info = ConsumerInfo { name: String::new(), pending: 0, idle_ms: 0 };
+            for (k, v) in reply::pairs(consumer)? {
+                match reply::string(k)?.as_str() {
+                    "name" => info.name = reply::string(v)?,
+                    "pending" => info.pending = reply::int(v)?.max(0) as u64,
+                    "idle" => info.idle_ms = reply::int(v)?.max(0) as u64,
+                    _ => {} // `inactive` (7.2) and later fields
+                }
+            }
+            out.push(info);
+        }
+        Ok(out)
     };
     decode().map_err(|d| BusError::reply(conn.target(), op(), d))
 }

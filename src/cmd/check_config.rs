@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use crate::bus::redact_url;
 use crate::config::{Config, REDIS_URL_ENV};
 
 use super::CommonArgs;
@@ -13,6 +14,9 @@ pub struct Args {}
 pub fn run(common: &CommonArgs, _args: Args) -> anyhow::Result<ExitCode> {
     match Config::load(&common.config) {
         Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", summary(&config));
             Ok(ExitCode::SUCCESS)
         }
@@ -30,7 +34,7 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "{}: ok", config.source.display());
     let override_url = std::env::var(REDIS_URL_ENV).ok().filter(|u| !u.is_empty());
     let topology = match &override_url {
-        Some(url) => format!("one node {url} (from {REDIS_URL_ENV}, overriding the file)"),
+        Some(url) => format!("one node {} (from {REDIS_URL_ENV}, overriding the file)", redact_url(url)),
         None => config.topology_description(),
     };
     let _ = writeln!(out, "redis: {topology}");

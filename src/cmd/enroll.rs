@@ -11,6 +11,7 @@ use super::CommonArgs;
 use crate::app;
 use crate::instrument::unix_millis;
 use crate::recognize::gallery;
+use crate::terminal::printable;
 use crate::vision::{FacePipeline, ImageLimits, Verdict, decode_image_file};
 use crate::visitor::store;
 
@@ -30,6 +31,8 @@ pub struct Args {
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let config = app::load_config(&common.config)?;
+    // Before any model loads: a refused name is the quickest error.
+    gallery::check_name(&args.name)?;
     let id = gallery::person_id(&args.name)?;
     if let Some(visitor) = &args.visitor {
         return from_visitor(&config, &args.name, visitor).await;
@@ -59,10 +62,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("enrolling {id}"))?;
     println!(
         "enrolled {} ({}) from {} photo(s) with {}; gallery version {version}",
-        person.name,
-        person.id,
+        printable(&person.name),
+        printable(&person.id),
         embeddings.len(),
-        person.model
+        printable(&person.model)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -103,7 +106,7 @@ async fn from_visitor(config: &crate::config::Config, name: &str, id: &str) -> a
         person.id,
         v.embeddings.len(),
         v.visits,
-        super::printable(&cameras.join(", "))
+        crate::terminal::printable(&cameras.join(", "))
     );
     Ok(ExitCode::SUCCESS)
 }

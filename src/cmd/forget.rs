@@ -7,6 +7,7 @@ use super::CommonArgs;
 use crate::app;
 use crate::instrument::unix_millis;
 use crate::recognize::gallery;
+use crate::terminal::printable;
 use crate::visitor::store;
 
 #[derive(Debug, clap::Args)]
@@ -39,7 +40,7 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            eprintln!("nobody called {} is enrolled (see `redeye gallery`)", super::printable(&name));
+            eprintln!("nobody called {} is enrolled (see `redeye gallery`)", printable(&name));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use super::CommonArgs;
 use crate::app;
 use crate::recognize::gallery;
+use crate::terminal::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +19,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let bus = app::connect(&config).await?;
     let mut conn = bus.shared();
     let version = gallery::version(&mut conn, bus.keys()).await?;
-    let people = gallery::list(&mut conn, bus.keys()).await?;
+    let (people, malformed) = gallery::list(&mut conn, bus.keys()).await?;
+    for bad in &malformed {
+        eprintln!("skipped a malformed record: {bad}");
+    }
     if args.json {
         for p in &people {
             println!("{}", serde_json::to_string(p)?);
@@ -29,7 +33,10 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     for p in &people {
         println!(
             "  {:<24} {:<24} {:>3} embedding(s)  {}",
-            p.person.id, p.person.name, p.embeddings, p.person.model
+            printable(&p.person.id),
+            printable(&p.person.name),
+            p.embeddings,
+            printable(&p.person.model)
         );
     }
     Ok(ExitCode::SUCCESS)

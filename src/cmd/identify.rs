@@ -16,7 +16,7 @@ use crate::instrument::unix_millis;
 use crate::recognition::{self, CachedResult, FaceResult, RESULT_SCHEMA};
 use crate::recognize::gallery;
 use crate::recognize::matcher::Matcher;
-use crate::vision::{BBox, FacePipeline, ImageLimits, Verdict, decode_image_file};
+use crate::vision::{BBox, FacePipeline, ImageLimits, Verdict, decode_image_bytes, read_image_file};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -92,7 +92,7 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
             Some(r) => r,
             None => recognizer.insert(load_recognizer(&config, &mut shared, &bus).await?),
         };
-        match recognize(rec, photo, &model, version) {
+        match recognize(rec, photo, &bytes, &model, version) {
             Ok(result) => {
                 let finisher = recognition::Finisher::new(
                     bus.clone(),
@@ -114,12 +114,9 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Reads the file, refusing one larger than images may be.
+/// Reads the file, refusing anything but a regular file and more bytes than images may have.
 fn read_photo(photo: &Path) -> anyhow::Result<Vec<u8>> {
-    let limit = ImageLimits::default().max_file_bytes;
-    let len = std::fs::metadata(photo).with_context(|| format!("{}: cannot read", photo.display()))?.len();
-    anyhow::ensure!(len <= limit, "{}: file is {len} bytes, more than the limit of {limit}", photo.display());
-    std::fs::read(photo).with_context(|| format!("{}: cannot read", photo.display()))
+    Ok(read_image_file(photo, &ImageLimits::default())?)
 }
 
 async fn load_recognizer(
@@ -128,7 +125,7 @@ async fn load_recognizer(
     bus: &crate::bus::Bus,
 ) -> anyhow::Result<Recognizer> {
     let pipeline = app::face_pipeline(config)?;
-    let (_, matcher) = gallery::load_matcher(
+    let (snap, matcher) = gallery::load_matcher(
         shared,
         bus.keys(),
         &config.recognizer.id,
@@ -136,11 +133,22 @@ async fn load_recognizer(
         config.match_policy(),
     )
     .await?;
+    for bad in &snap.malformed {
+        tracing::warn!(%bad, "Skipped a malformed gallery record.");
+    }
     Ok(Recognizer { pipeline, matcher })
 }
 
-fn recognize(rec: &mut Recognizer, photo: &Path, model: &str, version: u64) -> anyhow::Result<CachedResult> {
-    let img = decode_image_file(photo, &ImageLimits::default())?;
+fn recognize(
+    rec: &mut Recognizer,
+    photo: &Path,
+    bytes: &[u8],
+    model: &str,
+    version: u64,
+) -> anyhow::Result<CachedResult> {
+    // The bytes already read and hashed: the answer is for exactly the content of the key.
+    let img = decode_image_bytes(bytes, &ImageLimits::default())
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", photo.display()))?;
     let outcomes = rec.pipeline.analyse(&img).with_context(|| format!("{}", photo.display()))?;
     let mut faces = Vec::with_capacity(outcomes.len());
     for face in outcomes {

@@ -107,12 +107,6 @@ impl Cli {
     }
 }
 
-/// `s` with control characters escaped (`\u{1b}`), so text read from Redis cannot drive the
-/// terminal it is printed on.
-pub fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
-
 /// Runs an async command on a multi-threaded runtime (only the commands that talk to Redis
 /// or serve need one).
 fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {

@@ -14,6 +14,7 @@ use futures::StreamExt as _;
 use super::CommonArgs;
 use crate::app;
 use crate::bus::events;
+use crate::terminal::printable;
 use crate::visit::{AnyEvent, VisitEvent, VisitKind};
 use crate::wire::Event;
 
@@ -83,25 +84,27 @@ fn text_line(event: &AnyEvent) -> String {
 }
 
 /// A visit: when, camera, what, who, and time-to-name (arrived) or dwell (left).
+/// Fields read from Redis are escaped ([`printable`]): a forged event must not write escape
+/// sequences to the terminal or a second line.
 fn visit_line(v: &VisitEvent) -> String {
     // A stranger is shown by their visitor id when they have one.
-    let who = v.person.as_ref().map(|p| p.name.as_str()).or(v.visitor.as_deref()).unwrap_or("unknown");
+    let who =
+        printable(v.person.as_ref().map(|p| p.name.as_str()).or(v.visitor.as_deref()).unwrap_or("unknown"));
+    let camera = printable(&v.camera);
     let time = clock(v.event_ts);
     match v.kind {
         VisitKind::Arrived => format!(
-            "{time}  {:<18} arrived  {who:<20} score {:.2}  named in {} ms",
-            v.camera,
+            "{time}  {camera:<18} arrived  {who:<20} score {:.2}  named in {} ms",
             v.score.unwrap_or(0.0),
             v.event_ts.saturating_sub(v.first_seen)
         ),
         VisitKind::Updated => {
-            format!("{time}  {:<18} updated  {who:<20} score {:.2}", v.camera, v.score.unwrap_or(0.0))
+            format!("{time}  {camera:<18} updated  {who:<20} score {:.2}", v.score.unwrap_or(0.0))
         }
         VisitKind::Left => {
-            let who = if v.decided == Some(false) { "undecided" } else { who };
+            let who = if v.decided == Some(false) { "undecided".into() } else { who };
             format!(
-                "{time}  {:<18} left     {who:<20} dwell {:.1} s, {} faces, {} shots",
-                v.camera,
+                "{time}  {camera:<18} left     {who:<20} dwell {:.1} s, {} faces, {} shots",
                 v.dwell_ms.unwrap_or(0) as f64 / 1000.0,
                 v.faces_seen.unwrap_or(0),
                 v.shots.unwrap_or(0)
@@ -113,11 +116,11 @@ fn visit_line(v: &VisitEvent) -> String {
 /// A per-face recognition: capture time (UTC), camera, who, score, and how long naming took.
 fn face_line(e: &Event) -> String {
     let time = clock(e.capture_ts);
-    let who = e.person.as_ref().map_or("unknown", |p| p.name.as_str());
+    let who = printable(e.person.as_ref().map_or("unknown", |p| p.name.as_str()));
     let source = if e.cached { "cache" } else { "worker" };
     format!(
         "{time}  {:<18} {:<20} score {:.2}  {source:<6} named in {} ms",
-        e.camera,
+        printable(&e.camera),
         who,
         e.score,
         e.event_ts.saturating_sub(e.capture_ts)

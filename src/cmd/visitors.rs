@@ -99,7 +99,7 @@ fn row(v: &VisitorRecord) -> String {
         v.visits,
         v.returns,
         v.best_match,
-        crate::cmd::printable(&cameras.join(","))
+        crate::terminal::printable(&cameras.join(","))
     )
 }
 

@@ -109,7 +109,8 @@ pub struct RedisConfig {
     /// Seconds a cached recognition result lives (default 86400, one day). Biometric data expires.
     #[serde(default = "default_cache_ttl_secs")]
     pub cache_ttl_secs: u64,
-    /// Approximate cap (`MAXLEN ~`) of each group's faces stream (default 10000 entries).
+    /// Most unfinished entries a group's faces stream may hold (default 10000). Finished
+    /// entries are deleted; at the cap ingest drops new crops and counts them, never trimming.
     #[serde(default = "default_faces_stream_maxlen")]
     pub faces_stream_maxlen: u64,
     /// Approximate cap of each group's dead-letter stream (default 10000 entries).
@@ -193,6 +194,11 @@ pub struct WorkerConfig {
     /// Worker tasks per process (default 1; each owns its inference sessions).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// A consumer idle this long (seconds) with nothing pending is a worker that crashed or
+    /// stopped without leaving; workers remove such consumers from the group (default 21600,
+    /// 6 h).
+    #[serde(default = "default_stale_consumer_secs")]
+    pub stale_consumer_secs: u64,
 }
 
 /// `[tracking]`: the per-camera face tracker and its best-shot policy (see [`crate::track`]).
@@ -381,6 +387,19 @@ impl Config {
         if problems.is_empty() { Ok(()) } else { Err(load::locate_problems(self, problems)) }
     }
 
+    /// What is allowed but probably not meant: said by `check-config` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.admin.listen.ip().is_loopback() {
+            out.push(format!(
+                "[admin] listen = {} is not a loopback address: /metrics and /ready answer other \
+                 machines (they are unauthenticated); bind 127.0.0.1 unless a scraper needs it",
+                self.admin.listen
+            ));
+        }
+        out
+    }
+
     /// The events channel (also the events stream's key).
     pub fn event_channel(&self) -> String {
         self.redis.event_channel.clone().unwrap_or_else(|| format!("{}:events", self.redis.key_prefix))
@@ -486,6 +505,7 @@ impl Default for WorkerConfig {
             block_ms: default_block_ms(),
             claim_idle_ms: default_claim_idle_ms(),
             max_deliveries: default_max_deliveries(),
+            stale_consumer_secs: default_stale_consumer_secs(),
             workers: default_workers(),
         }
     }
@@ -555,6 +575,9 @@ fn default_claim_idle_ms() -> u64 {
 }
 fn default_max_deliveries() -> u64 {
     5
+}
+fn default_stale_consumer_secs() -> u64 {
+    21_600
 }
 fn default_workers() -> usize {
     1

@@ -7,6 +7,7 @@ use std::path::Path;
 use url::Url;
 
 use super::{CameraConfig, Config, Problem, Seg};
+use crate::vision::MAX_EMBEDDING_DIM;
 
 /// Accepted range of a camera's sampling rate, frames per second.
 pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
@@ -15,6 +16,11 @@ pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
 const MAX_RECORD_TTL_SECS: u64 = 86_400;
 /// Longest accepted `[tracking]` time, ms: an hour-long track or refresh is a typo, not a visit.
 pub const MAX_TRACKING_MS: u64 = 3_600_000;
+/// Longest accepted cache TTL: 30 days. Results name people (biometric data), and Redis refuses
+/// an `EX` whose expiry time overflows, so every cache write would fail.
+pub const MAX_CACHE_TTL_SECS: u64 = 30 * 86_400;
+/// Largest accepted stream caps: far above any real backlog, far below memory exhaustion.
+const MAX_STREAM_LEN: u64 = 100_000_000;
 
 /// Collects problems under a growing path.
 struct Checker<'a> {
@@ -85,6 +91,20 @@ impl Checker<'_> {
         if let Some(url) = &r.url {
             self.redis_url(path!["redis", "url"], url);
         }
+        // The override is held to the same rules as the file (a password in it would show in
+        // `ps`, shell history and logs): checked here, so every command refuses it alike. Its
+        // value is never echoed.
+        if let Some(url) = std::env::var(super::REDIS_URL_ENV).ok().filter(|u| !u.is_empty()) {
+            let before = self.problems.len();
+            self.redis_url(path!["redis"], &url);
+            for p in &mut self.problems[before..] {
+                p.message = format!(
+                    "{} (from the environment): {}",
+                    super::REDIS_URL_ENV,
+                    p.message.replace(&url, "<the URL>")
+                );
+            }
+        }
         let mut node_names: HashMap<&str, usize> = HashMap::new();
         for (i, node) in r.nodes.iter().enumerate() {
             self.name(path!["redis", "node", i, "name"], "node", &node.name);
@@ -121,19 +141,24 @@ impl Checker<'_> {
         self.env_var(path!["redis", "username_env"], r.username_env.as_deref());
         self.env_var(path!["redis", "password_env"], r.password_env.as_deref());
         for (field, value) in [("key_prefix", &r.key_prefix), ("image_key_prefix", &r.image_key_prefix)] {
-            if value.is_empty() || value.contains(char::is_whitespace) || value.contains(['{', '}']) {
-                self.report(path!["redis", field], "must be non-empty, without whitespace or braces");
-            }
+            self.plain_text(path!["redis", field], value);
         }
-        for (field, value) in [
-            ("cache_ttl_secs", r.cache_ttl_secs),
-            ("faces_stream_maxlen", r.faces_stream_maxlen),
-            ("dead_stream_maxlen", r.dead_stream_maxlen),
-            ("events_stream_maxlen", r.events_stream_maxlen),
-        ] {
-            if value == 0 {
-                self.report(path!["redis", field], "must be at least 1");
-            }
+        if let Some(channel) = &r.event_channel {
+            self.plain_text(path!["redis", "event_channel"], channel);
+        }
+    }
+
+    /// Key prefixes and channel names: non-empty, without whitespace, control characters or
+    /// braces (a brace would change the Cluster hash tag of every key).
+    fn plain_text(&mut self, path: Vec<Seg>, value: &str) {
+        if value.is_empty()
+            || value.len() > 128
+            || value.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '{' | '}'))
+        {
+            self.report(
+                path,
+                "must be 1 to 128 characters, without whitespace, control characters or braces",
+            );
         }
     }
 
@@ -193,6 +218,11 @@ impl Checker<'_> {
         let pinned = !config.redis.nodes.is_empty();
         if config.groups.is_empty() {
             self.report(Vec::new(), "no camera groups: add at least one `[[group]]` with cameras");
+        } else if config.groups.iter().all(|g| g.cameras.iter().all(|c| !c.enabled)) {
+            self.report(
+                path!["group", 0],
+                "no enabled camera in any group: ingest would watch nothing (set `enabled = true` on one)",
+            );
         }
         let mut group_names: HashMap<&str, usize> = HashMap::new();
         let mut camera_names: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -311,19 +341,38 @@ impl Checker<'_> {
         if !unit(d.nms_threshold) {
             self.report(path!["detector", "nms_threshold"], "must be between 0 and 1");
         }
-        if d.input_size < 32 || !d.input_size.is_multiple_of(32) {
-            self.report(path!["detector", "input_size"], "must be a multiple of 32, at least 32");
+        if !d.input_size.is_multiple_of(32) {
+            self.report(path!["detector", "input_size"], "must be a multiple of 32");
         }
         let q = &config.quality;
         if !unit(q.min_score) {
             self.report(path!["quality", "min_score"], "must be between 0 and 1");
         }
-        if q.min_face < 0.0 || q.min_sharpness < 0.0 {
-            self.report(path!["quality"], "min_face and min_sharpness must not be negative");
+        // 0 would switch the check off, NaN fails every comparison (also switching it off), and
+        // infinity refuses every face: none of them is a threshold.
+        if !(q.min_face >= 1.0 && q.min_face <= 4096.0) {
+            self.report(
+                path!["quality", "min_face"],
+                format!("min_face {} must be between 1 and 4096 pixels", q.min_face),
+            );
+        }
+        if !(q.min_sharpness > 0.0 && q.min_sharpness <= 1e6) {
+            self.report(
+                path!["quality", "min_sharpness"],
+                format!("min_sharpness {} must be above 0 and at most 1000000", q.min_sharpness),
+            );
         }
         let r = &config.recognizer;
-        if r.dim == 0 || r.max_batch == 0 || r.input_size == 0 {
-            self.report(path!["recognizer"], "dim, max_batch and input_size must be at least 1");
+        // The input is (x - mean) * scale on 0..255 values: a NaN or infinite factor, or a zero
+        // scale, makes every embedding the same, and every face unknown.
+        if !(r.mean.is_finite() && (-255.0..=255.0).contains(&r.mean)) {
+            self.report(path!["recognizer", "mean"], format!("mean {} must be between -255 and 255", r.mean));
+        }
+        if !(r.scale.is_finite() && r.scale > 0.0 && r.scale <= 1000.0) {
+            self.report(
+                path!["recognizer", "scale"],
+                format!("scale {} must be above 0 and at most 1000", r.scale),
+            );
         }
         if !(-1.0..=1.0).contains(&r.match_threshold) {
             self.report(path!["recognizer", "match_threshold"], "a cosine threshold is between -1 and 1");
@@ -336,16 +385,33 @@ impl Checker<'_> {
         if !(0.0..=2.0).contains(&config.matching.margin) {
             self.report(path!["matching", "margin"], "must be between 0 and 2");
         }
-        let w = &config.worker;
-        for (field, value) in [
-            ("batch", w.batch as u64),
-            ("block_ms", w.block_ms),
-            ("claim_idle_ms", w.claim_idle_ms),
-            ("max_deliveries", w.max_deliveries),
-            ("workers", w.workers as u64),
-        ] {
-            if value == 0 {
-                self.report(path!["worker", field], "must be at least 1");
+        // Each integer that sizes memory, threads or time has a range: generous for real
+        // deployments; past it the value is a typo (`workers = 100000000` spawns threads until
+        // memory runs out).
+        let (w, r, redis) = (&config.worker, &config.recognizer, &config.redis);
+        let integers: [(&str, &str, u64, u64, u64); 16] = [
+            ("worker", "workers", w.workers as u64, 1, 256),
+            // A batch is acked in one script call: keep it well inside Lua's stack for `unpack`.
+            ("worker", "batch", w.batch as u64, 1, 1000),
+            // A blocking read longer than half the reply timeout would look like a dead server.
+            ("worker", "block_ms", w.block_ms, 1, 10_000),
+            ("worker", "claim_idle_ms", w.claim_idle_ms, 100, 86_400_000),
+            ("worker", "max_deliveries", w.max_deliveries, 1, 1000),
+            ("worker", "stale_consumer_secs", w.stale_consumer_secs, 1, 7 * 86_400),
+            ("recognizer", "dim", r.dim as u64, 1, MAX_EMBEDDING_DIM as u64),
+            ("recognizer", "max_batch", r.max_batch as u64, 1, 1024),
+            ("recognizer", "input_size", u64::from(r.input_size), 16, 1024),
+            ("detector", "top_k", d.top_k as u64, 1, 100_000),
+            ("detector", "input_size", u64::from(d.input_size), 32, 4096),
+            ("runtime", "intra_threads", config.runtime.intra_threads as u64, 0, 256),
+            ("redis", "cache_ttl_secs", redis.cache_ttl_secs, 1, MAX_CACHE_TTL_SECS),
+            ("redis", "faces_stream_maxlen", redis.faces_stream_maxlen, 1, MAX_STREAM_LEN),
+            ("redis", "dead_stream_maxlen", redis.dead_stream_maxlen, 1, MAX_STREAM_LEN),
+            ("redis", "events_stream_maxlen", redis.events_stream_maxlen, 1, MAX_STREAM_LEN),
+        ];
+        for (table, field, value, min, max) in integers {
+            if !(min..=max).contains(&value) {
+                self.report(path![table, field], format!("{field} {value} must be between {min} and {max}"));
             }
         }
     }

@@ -38,6 +38,9 @@ use crate::visit::{self, NewShot, TrackKey, VisitCounts};
 use crate::wire::FaceEntry;
 use tracks::{Ended, Shot};
 
+/// The hand-off's name on `/ready`.
+const HAND_OFF: &str = "ingest hand-off to Redis";
+
 /// How often ended tracks of cameras that stopped sending frames are looked for.
 const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -52,6 +55,9 @@ pub struct SinkStats {
     pub retries: AtomicU64,
     /// Crops never handed off: the hand-off stopped on a fatal error, or shutdown came first.
     pub lost: AtomicU64,
+    /// Crops and shots refused because their faces stream held `faces_stream_maxlen`
+    /// unfinished entries (workers fell behind).
+    pub stream_full: AtomicU64,
     /// Visit events ingest published (`left` of tracks whose shots were all folded already).
     pub visits: VisitCounts,
     /// GET, XADD and event latencies and time-to-name of cache hits, once metrics attach.
@@ -76,6 +82,8 @@ pub struct RedisSink {
     health: Arc<Health>,
     /// Set once a fatal error stopped the hand-off.
     stopped: AtomicBool,
+    /// Set while a faces stream refuses crops (full), so the warning is written once per spell.
+    full: AtomicBool,
     /// Cancelled on shutdown: a crop that still cannot be handed off then is counted as lost
     /// instead of blocking the shutdown forever.
     token: CancellationToken,
@@ -85,6 +93,8 @@ pub struct RedisSink {
 enum HandOff {
     Cached,
     Enqueued,
+    /// The faces stream holds `faces_stream_maxlen` unfinished entries: the crop is dropped.
+    StreamFull,
 }
 
 impl RedisSink {
@@ -115,6 +125,7 @@ impl RedisSink {
             stats: Arc::new(SinkStats::default()),
             health,
             stopped: AtomicBool::new(false),
+            full: AtomicBool::new(false),
             token,
         }
     }
@@ -175,13 +186,16 @@ impl RedisSink {
         let fields = entry.to_fields();
         let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         let started = Instant::now();
-        streams::append_capped(&mut group_conn, &keys.faces(&entry.group), self.faces_maxlen, &pairs).await?;
+        let added =
+            streams::append_bounded(&mut group_conn, &keys.faces(&entry.group), self.faces_maxlen, &pairs)
+                .await?;
         self.stats.latency.observe(Stage::RedisXadd, started.elapsed());
-        Ok(HandOff::Enqueued)
+        Ok(if added.is_some() { HandOff::Enqueued } else { HandOff::StreamFull })
     }
 
     /// Appends a shot to the faces stream and counts it in its track's record, in one step.
-    async fn send_shot(&self, entry: &FaceEntry, shot: &Shot) -> Result<(), BusError> {
+    /// False when the stream is full (the shot is dropped, its record untouched).
+    async fn send_shot(&self, entry: &FaceEntry, shot: &Shot) -> Result<bool, BusError> {
         let fields = entry.to_fields();
         let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         let new = NewShot {
@@ -193,9 +207,32 @@ impl RedisSink {
         };
         let mut conn = self.bus.group(&entry.group);
         let started = Instant::now();
-        visit::send_shot(&mut conn, self.bus.keys(), &new, self.faces_maxlen, self.record_ttl_secs).await?;
+        let id = visit::send_shot(&mut conn, self.bus.keys(), &new, self.faces_maxlen, self.record_ttl_secs)
+            .await?;
         self.stats.latency.observe(Stage::RedisXadd, started.elapsed());
-        Ok(())
+        Ok(id.is_some())
+    }
+
+    /// Counts a crop or shot refused by a full faces stream. Warns when the stream fills (and
+    /// says when it takes crops again, in [`RedisSink::accepted`]), not for every crop.
+    fn stream_full(&self, group: &str, what: &str) {
+        self.stats.stream_full.fetch_add(1, Relaxed);
+        if !self.full.swap(true, Relaxed) {
+            warn!(
+                group,
+                what,
+                maxlen = self.faces_maxlen,
+                "The faces stream is full of unfinished work (workers are behind or stopped): \
+                 dropping new crops, counted in redeye_ingest_crops_dropped_total."
+            );
+        }
+    }
+
+    /// A crop or shot reached the faces stream: if it was full before, say it takes crops again.
+    fn accepted(&self) {
+        if self.full.swap(false, Relaxed) {
+            tracing::info!("The faces stream takes crops again.");
+        }
     }
 
     /// Closes an ended track's record and publishes `left` if that completed it (otherwise the
@@ -238,7 +275,12 @@ impl RedisSink {
         let mut backoff = Backoff::new(BackoffPolicy::redis());
         loop {
             match op().await {
-                Ok(value) => return Some(value),
+                Ok(value) => {
+                    if self.health.recover(HAND_OFF) {
+                        tracing::info!("Redis takes writes again; the hand-off goes on.");
+                    }
+                    return Some(value);
+                }
                 Err(err) if self.token.is_cancelled() => {
                     warn!(subject, what, error = %err, "Shutting down: not handed off.");
                     return None;
@@ -246,12 +288,15 @@ impl RedisSink {
                 Err(err) if err.is_fatal() => {
                     if !self.stopped.swap(true, Relaxed) {
                         error!(subject, what, error = %err, "Ingest hand-off stopped: this needs the operator.");
-                        self.health.fail("ingest hand-off to Redis", err.to_string());
+                        self.health.fail(HAND_OFF, err.to_string());
                     }
                     return None;
                 }
                 Err(err) => {
                     self.stats.retries.fetch_add(1, Relaxed);
+                    if err.is_out_of_memory() && self.health.degrade(HAND_OFF, err.to_string()) {
+                        error!(subject, what, error = %err, "Redis is out of memory: crops wait in ingest.");
+                    }
                     let failures = backoff.failures();
                     if failures == 0 || failures % 10 == 9 {
                         warn!(subject, what, error = %err, attempt = failures + 1, "Redis hand-off failed; retrying.");
@@ -267,7 +312,11 @@ impl RedisSink {
         let entry = self.entry(crop);
         match self.persist(&entry.camera, "face crop", || self.hand_off(&entry)).await {
             Some(HandOff::Cached) => _ = self.stats.cache_hits.fetch_add(1, Relaxed),
-            Some(HandOff::Enqueued) => _ = self.stats.cache_misses.fetch_add(1, Relaxed),
+            Some(HandOff::Enqueued) => {
+                self.stats.cache_misses.fetch_add(1, Relaxed);
+                self.accepted();
+            }
+            Some(HandOff::StreamFull) => self.stream_full(&entry.group, "face crop"),
             None => self.lose(&entry.camera, &entry.md5, "face crop"),
         }
     }
@@ -279,12 +328,15 @@ impl RedisSink {
         for shot in &plan.shots {
             let Some(crop) = faces.get_mut(shot.index).and_then(Option::take) else { continue };
             let entry = self.entry(crop);
-            if self.persist(&entry.camera, "shot", || self.send_shot(&entry, shot)).await.is_some() {
-                if let Some(stats) = &plan.stats {
-                    stats.shots_sent.fetch_add(1, Relaxed);
+            match self.persist(&entry.camera, "shot", || self.send_shot(&entry, shot)).await {
+                Some(true) => {
+                    if let Some(stats) = &plan.stats {
+                        stats.shots_sent.fetch_add(1, Relaxed);
+                    }
+                    self.accepted();
                 }
-            } else {
-                self.lose(&entry.camera, &entry.md5, "shot");
+                Some(false) => self.stream_full(&entry.group, "shot"),
+                None => self.lose(&entry.camera, &entry.md5, "shot"),
             }
         }
         self.close_all(&plan.ended).await;

@@ -126,6 +126,12 @@ const WORKER_ERRORS: Family = Family {
     kind: MetricType::COUNTER,
     labels: &[],
 };
+const GALLERY_MALFORMED: Family = Family {
+    name: "redeye_gallery_malformed_records",
+    help: "Gallery records the workers' last load skipped as malformed (logged once each with its key).",
+    kind: MetricType::GAUGE,
+    labels: &[],
+};
 const CACHE_HITS: Family = Family {
     name: "redeye_cache_hits_total",
     help: "Face crops answered from a fresh image:<md5> result.",
@@ -150,6 +156,13 @@ const INGEST_LOST: Family = Family {
     help: "Crops never handed off: the hand-off stopped on a fatal error, or shutdown came first.",
     kind: MetricType::COUNTER,
     labels: &[],
+};
+
+const INGEST_DROPPED: Family = Family {
+    name: "redeye_ingest_crops_dropped_total",
+    help: "Crops or shots ingest refused to hand off, by reason (stream_full: the faces stream holds faces_stream_maxlen unfinished entries).",
+    kind: MetricType::COUNTER,
+    labels: &["reason"],
 };
 
 const TRACKS_STARTED: Family = Family {
@@ -202,7 +215,7 @@ const VISITORS_ATTACHED: Family = Family {
     labels: &[],
 };
 
-const ALL: [&Family; 28] = [
+const ALL: [&Family; 30] = [
     &CAMERA_UP,
     &FRAMES_RECEIVED,
     &FRAMES_DECODED,
@@ -219,10 +232,12 @@ const ALL: [&Family; 28] = [
     &RECOGNITIONS,
     &CLAIMED,
     &WORKER_ERRORS,
+    &GALLERY_MALFORMED,
     &CACHE_HITS,
     &CACHE_MISSES,
     &INGEST_RETRIES,
     &INGEST_LOST,
+    &INGEST_DROPPED,
     &TRACKS_STARTED,
     &TRACKS_ENDED,
     &SHOTS_SENT,
@@ -382,6 +397,9 @@ impl Sources {
                 vec![metric(MetricType::COUNTER, &[], sum(|w| &w.visitors.returning))],
             );
             family(&VISITORS_ATTACHED, vec![metric(MetricType::COUNTER, &[], sum(|w| &w.visitors.attached))]);
+            // Every worker of a process shares one gallery: the largest count is the truth.
+            let malformed = r.workers.iter().map(|w| w.gallery_malformed.load(Relaxed)).max().unwrap_or(0);
+            family(&GALLERY_MALFORMED, vec![metric(MetricType::GAUGE, &[], malformed as f64)]);
         }
 
         if !r.sinks.is_empty() {
@@ -392,6 +410,9 @@ impl Sources {
             family(&CACHE_MISSES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.cache_misses))]);
             family(&INGEST_RETRIES, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.retries))]);
             family(&INGEST_LOST, vec![metric(MetricType::COUNTER, &[], sum(|s| &s.lost))]);
+            let dropped =
+                vec![metric(MetricType::COUNTER, &[("reason", "stream_full")], sum(|s| &s.stream_full))];
+            family(&INGEST_DROPPED, dropped);
         }
 
         let per_tracked = |value: &dyn Fn(&TrackStats) -> u64| -> Vec<Metric> {

@@ -6,12 +6,20 @@
 //! - `<prefix>:{gallery}:people`: hash, person id → JSON [`Person`];
 //! - `<prefix>:{gallery}:emb:<id>`: the person's embeddings, packed little-endian f32, `dim` each,
 //!   appended to by each enrolment;
-//! - `<prefix>:{gallery}:version`: a counter bumped by every change. Cached results carry the
-//!   version they were made with; an older one is a miss, so an unknown face is recognised as soon
-//!   as that person is enrolled, and a forgotten person is no longer named from the cache.
+//! - `<prefix>:{gallery}:version`: a counter bumped by a random step by every change. Cached
+//!   results carry the version they were made with; any other one is a miss, so an unknown face is
+//!   recognised as soon as that person is enrolled, and a forgotten person is no longer named from
+//!   the cache, even after the counter went back (a restore) and was bumped again.
 //!   Workers read it before every batch and reload when it moved, so no announcement is needed.
+//!
+//! Anything read back is checked before it is used: the store is shared, and a record written by
+//! hand, by another version or by a bug must not stop recognition. A malformed person record or
+//! embeddings value is skipped with its key (see [`Snapshot::malformed`]) and the rest of the
+//! gallery keeps working; a version that is not a counter reads as [`UNKNOWN_VERSION`].
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
@@ -19,6 +27,16 @@ use serde::{Deserialize, Serialize};
 
 use super::matcher::{MatchPolicy, Matcher};
 use crate::bus::{Keys, RedisConn};
+use crate::terminal::printable;
+
+/// Longest embedding accepted from a person record; a bigger `dim` is corruption.
+pub use crate::vision::MAX_EMBEDDING_DIM as MAX_DIM;
+
+/// The gallery version when `<prefix>:{gallery}:version` holds something that is not a counter
+/// (INCR cannot reach it, so no cached result is ever made with it: see
+/// [`crate::recognition::CachedResult::is_fresh`]). A gallery at this version is reloaded for
+/// every batch, since its changes cannot be seen.
+pub const UNKNOWN_VERSION: u64 = u64::MAX;
 
 /// One enrolled person, as stored in the people hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +69,8 @@ pub enum GalleryError {
     Redis(#[from] redis::RedisError),
     #[error("`{0}` gives an empty person id: use letters or digits in the name")]
     BadName(String),
+    #[error("the name `{name}` is refused: {why}")]
+    NameRefused { name: String, why: String },
     #[error(
         "{name} is enrolled with model `{enrolled}`, this recogniser is `{current}`: \
          `redeye forget {name}` first, then enrol again"
@@ -64,6 +84,24 @@ pub enum GalleryError {
     WrongModel { people: usize, enrolled: String, current: String },
     #[error("the gallery holds malformed data for `{id}`: {detail}")]
     Corrupt { id: String, detail: String },
+}
+
+/// Longest accepted name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Refuses a name that is too long or holds control characters (newlines, escape sequences,
+/// bidi overrides): names are printed on terminals and in events. The error shows the name
+/// escaped.
+pub fn check_name(name: &str) -> Result<(), GalleryError> {
+    let refuse = |why: String| GalleryError::NameRefused { name: printable(name).into_owned(), why };
+    let chars = name.trim().chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(refuse(format!("{chars} characters, at most {MAX_NAME_CHARS}")));
+    }
+    if name.chars().any(crate::terminal::is_unsafe) {
+        return Err(refuse("it holds control characters (newline, escape, bidi override...)".into()));
+    }
+    Ok(())
 }
 
 /// A person's id: the name lowercased, runs of anything but letters and digits turned into one
@@ -80,7 +118,16 @@ pub fn person_id(name: &str) -> Result<String, GalleryError> {
     while id.ends_with('-') {
         id.pop();
     }
-    if id.is_empty() { Err(GalleryError::BadName(name.to_owned())) } else { Ok(id) }
+    if id.is_empty() { Err(GalleryError::BadName(printable(name).into_owned())) } else { Ok(id) }
+}
+
+/// How far enrol and forget move the version: a random step, not 1. Freshness is equality
+/// (see `recognition::CachedResult::is_fresh`), and a counter restored from a backup, or one
+/// that lost INCRs in a failover, then bumped by 1 again would meet the version results were
+/// cached with before, naming a forgotten person. A random step of up to 2^32 makes that a one
+/// in four billion chance, and still leaves 2^31 changes before the counter could overflow.
+fn version_step() -> u64 {
+    rand::random_range(1..=u64::from(u32::MAX))
 }
 
 fn now_secs() -> u64 {
@@ -92,9 +139,11 @@ pub fn pack(embeddings: &[Vec<f32>]) -> Vec<u8> {
     embeddings.iter().flatten().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// The inverse of [`pack`]; `None` if the length is not a whole number of embeddings.
+/// The inverse of [`pack`]; `None` if `dim` is 0 or the length is not a whole number of
+/// embeddings.
 pub fn unpack(bytes: &[u8], dim: usize) -> Option<Vec<Vec<f32>>> {
-    if dim == 0 || !bytes.len().is_multiple_of(dim * 4) {
+    let row = dim.checked_mul(4).filter(|&r| r > 0)?;
+    if !bytes.len().is_multiple_of(row) {
         return None;
     }
     let values: Vec<f32> =
@@ -111,11 +160,16 @@ pub async fn enroll(
     model: &str,
     embeddings: &[Vec<f32>],
 ) -> Result<(Person, u64), GalleryError> {
+    check_name(name)?;
     let id = person_id(name)?;
     let dim = embeddings.first().map_or(0, Vec::len);
-    let existing: Option<String> = conn.hget(keys.people(), &id).await?;
+    let existing: Option<Vec<u8>> = conn.hget(keys.people(), &id).await?;
     let now = now_secs();
-    let person = match existing.map(|json| parse_person(&id, &json)).transpose()? {
+    let existing = existing
+        .map(|json| parse_person(&id, &json))
+        .transpose()
+        .map_err(|detail| GalleryError::Corrupt { id: id.clone(), detail })?;
+    let person = match existing {
         Some(old) if old.model != model => {
             return Err(GalleryError::ModelMismatch {
                 name: old.name,
@@ -140,7 +194,7 @@ pub async fn enroll(
         .ignore()
         .append(keys.embeddings(&id), pack(embeddings))
         .ignore()
-        .incr(keys.gallery_version(), 1)
+        .incr(keys.gallery_version(), version_step())
         .query_async(conn)
         .await?;
     Ok((person, version))
@@ -154,7 +208,7 @@ pub async fn forget(conn: &mut RedisConn, keys: &Keys, name: &str) -> Result<Opt
         .atomic()
         .hdel(keys.people(), &id)
         .del(keys.embeddings(&id))
-        .incr(keys.gallery_version(), 1)
+        .incr(keys.gallery_version(), version_step())
         .query_async(conn)
         .await?;
     if removed == 0 {
@@ -163,47 +217,103 @@ pub async fn forget(conn: &mut RedisConn, keys: &Keys, name: &str) -> Result<Opt
     Ok(Some(version))
 }
 
-/// The current gallery version (0 when nothing was ever enrolled).
+/// The current gallery version (0 when nothing was ever enrolled; [`UNKNOWN_VERSION`], logged
+/// once per process, when the key holds something other than a counter).
 pub async fn version(conn: &mut RedisConn, keys: &Keys) -> Result<u64, GalleryError> {
-    let v: Option<u64> = conn.get(keys.gallery_version()).await?;
-    Ok(v.unwrap_or(0))
+    let raw: Option<Vec<u8>> = conn.get(keys.gallery_version()).await?;
+    let Some(raw) = raw else { return Ok(0) };
+    match std::str::from_utf8(&raw).ok().and_then(|s| s.parse::<u64>().ok()) {
+        Some(v) if v != UNKNOWN_VERSION => Ok(v),
+        _ => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    key = %keys.gallery_version(), value = %String::from_utf8_lossy(&raw),
+                    "The gallery version is not a counter: no cached result is used until \
+                     `enroll` or `forget` works again (delete the key to reset it)."
+                );
+            });
+            Ok(UNKNOWN_VERSION)
+        }
+    }
 }
 
-/// Everyone enrolled, sorted by id, with their embedding counts.
-pub async fn list(conn: &mut RedisConn, keys: &Keys) -> Result<Vec<PersonSummary>, GalleryError> {
-    let (_, people) = snapshot(conn, keys).await?;
-    Ok(people
+/// Everyone enrolled, sorted by id, with their embedding counts, and the records skipped as
+/// malformed.
+pub async fn list(
+    conn: &mut RedisConn,
+    keys: &Keys,
+) -> Result<(Vec<PersonSummary>, Vec<Malformed>), GalleryError> {
+    let snap = snapshot(conn, keys).await?;
+    let people = snap
+        .people
         .into_iter()
         .map(|(person, embeddings)| PersonSummary { embeddings: embeddings.len(), person })
-        .collect())
+        .collect();
+    Ok((people, snap.malformed))
+}
+
+/// A record of the gallery that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Malformed {
+    /// The Redis key (and hash field) holding it.
+    pub key: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", printable(&self.key), printable(&self.detail))
+    }
+}
+
+/// A consistent copy of the gallery.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    /// Each usable person with their embeddings, sorted by id.
+    pub people: Vec<(Person, Vec<Vec<f32>>)>,
+    /// Records left out because they cannot be read.
+    pub malformed: Vec<Malformed>,
 }
 
 /// A consistent copy of the gallery: the version, and each person with their embeddings.
-/// Reads optimistically and retries if an enrolment landed in between.
-pub async fn snapshot(
-    conn: &mut RedisConn,
-    keys: &Keys,
-) -> Result<(u64, Vec<(Person, Vec<Vec<f32>>)>), GalleryError> {
+/// Reads optimistically and retries if an enrolment landed in between. Malformed records are
+/// left out and listed, never an error: one bad record must not hide everyone else.
+pub async fn snapshot(conn: &mut RedisConn, keys: &Keys) -> Result<Snapshot, GalleryError> {
     loop {
         let before = version(conn, keys).await?;
-        let raw: Vec<(String, String)> = conn.hgetall(keys.people()).await?;
+        let raw: Vec<(String, Vec<u8>)> = conn.hgetall(keys.people()).await?;
         let mut people = Vec::with_capacity(raw.len());
+        let mut malformed = Vec::new();
+        if before == UNKNOWN_VERSION {
+            let detail = "the version is not a counter".to_owned();
+            malformed.push(Malformed { key: keys.gallery_version(), detail });
+        }
         for (id, json) in raw {
-            let person = parse_person(&id, &json)?;
+            let person = match parse_person(&id, &json) {
+                Ok(p) => p,
+                Err(detail) => {
+                    malformed.push(Malformed { key: format!("{} {id}", keys.people()), detail });
+                    continue;
+                }
+            };
             let bytes: Vec<u8> = conn.get(keys.embeddings(&id)).await?;
-            let embeddings = unpack(&bytes, person.dim).ok_or_else(|| GalleryError::Corrupt {
-                id: id.clone(),
-                detail: format!(
-                    "{} bytes of embeddings is not a multiple of {} x 4",
-                    bytes.len(),
-                    person.dim
-                ),
-            })?;
-            people.push((person, embeddings));
+            match unpack(&bytes, person.dim) {
+                Some(embeddings) => people.push((person, embeddings)),
+                None => malformed.push(Malformed {
+                    key: keys.embeddings(&id),
+                    detail: format!(
+                        "{} bytes of embeddings is not a whole number of {}-d f32 embeddings",
+                        bytes.len(),
+                        person.dim
+                    ),
+                }),
+            }
         }
         if version(conn, keys).await? == before {
             people.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-            return Ok((before, people));
+            return Ok(Snapshot { version: before, people, malformed });
         }
     }
 }
@@ -216,8 +326,9 @@ pub async fn load_matcher(
     model: &str,
     dim: usize,
     policy: MatchPolicy,
-) -> Result<(u64, Matcher), GalleryError> {
-    let (version, people) = snapshot(conn, keys).await?;
+) -> Result<(Snapshot, Matcher), GalleryError> {
+    let mut snap = snapshot(conn, keys).await?;
+    let people = std::mem::take(&mut snap.people);
     // A gallery wholly enrolled with another model cannot name anyone: that is a configuration
     // error to stop on, not a gallery of strangers. A few such people (a migration under way)
     // are left out with a warning.
@@ -247,7 +358,7 @@ pub async fn load_matcher(
                 .map_err(|err| GalleryError::Corrupt { id: person.id.clone(), detail: err.to_string() })?;
         }
     }
-    Ok((version, matcher))
+    Ok((snap, matcher))
 }
 
 /// The gallery as a long-running process sees it: a matcher for the current version, reloaded
@@ -258,11 +369,27 @@ pub struct LiveGallery {
     dim: usize,
     policy: MatchPolicy,
     current: tokio::sync::Mutex<Option<(u64, Arc<Matcher>)>>,
+    /// Malformed records in the last load, for the `redeye_gallery_malformed_records` gauge.
+    malformed: AtomicU64,
+    /// Malformed records already logged: each is logged once, not at every reload.
+    logged: Mutex<HashSet<Malformed>>,
 }
 
 impl LiveGallery {
     pub fn new(model: &str, dim: usize, policy: MatchPolicy) -> LiveGallery {
-        LiveGallery { model: model.to_owned(), dim, policy, current: tokio::sync::Mutex::new(None) }
+        LiveGallery {
+            model: model.to_owned(),
+            dim,
+            policy,
+            current: tokio::sync::Mutex::new(None),
+            malformed: AtomicU64::new(0),
+            logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// How many records the last load skipped as malformed.
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
     }
 
     /// The current version and its matcher, reloading if another process changed the gallery.
@@ -277,20 +404,40 @@ impl LiveGallery {
         let mut current = self.current.lock().await;
         if let Some((v, m)) = current.as_ref()
             && *v == latest
+            && latest != UNKNOWN_VERSION
         {
             return Ok((*v, m.clone()));
         }
-        let (v, matcher) = load_matcher(conn, keys, &self.model, self.dim, self.policy).await?;
-        tracing::info!(version = v, people = matcher.people(), "Loaded the gallery.");
+        let (snap, matcher) = load_matcher(conn, keys, &self.model, self.dim, self.policy).await?;
+        self.malformed.store(snap.malformed.len() as u64, Ordering::Relaxed);
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        for bad in &snap.malformed {
+            if logged.insert(bad.clone()) {
+                tracing::warn!(key = %printable(&bad.key), detail = %printable(&bad.detail), "Skipped a malformed gallery record.");
+            }
+        }
+        drop(logged);
+        let v = snap.version;
+        if v != UNKNOWN_VERSION || current.is_none() {
+            tracing::info!(version = v, people = matcher.people(), "Loaded the gallery.");
+        }
         let loaded = (v, Arc::new(matcher));
         *current = Some(loaded.clone());
         Ok(loaded)
     }
 }
 
-fn parse_person(id: &str, json: &str) -> Result<Person, GalleryError> {
-    serde_json::from_str(json)
-        .map_err(|e| GalleryError::Corrupt { id: id.to_owned(), detail: format!("person record: {e}") })
+/// A person record, checked: JSON of the right shape, the id of its hash field, and a `dim`
+/// in 1..=[`MAX_DIM`]. The error is why not.
+fn parse_person(id: &str, json: &[u8]) -> Result<Person, String> {
+    let person: Person = serde_json::from_slice(json).map_err(|e| format!("person record: {e}"))?;
+    if person.id != id {
+        return Err(format!("person record names id `{}`", person.id));
+    }
+    if !(1..=MAX_DIM).contains(&person.dim) {
+        return Err(format!("dim {} is outside 1..={MAX_DIM}", person.dim));
+    }
+    Ok(person)
 }
 
 #[cfg(test)]
@@ -306,10 +453,33 @@ mod tests {
     }
 
     #[test]
+    fn names_with_controls_or_too_long_are_refused() {
+        assert!(check_name("Zoë O'Neil").is_ok());
+        assert!(check_name("a\u{1b}[2Jb").is_err());
+        assert!(check_name("two\nlines").is_err());
+        assert!(check_name(&"x".repeat(129)).is_err());
+        let err = check_name("a\u{1b}b").unwrap_err().to_string();
+        assert!(!err.contains('\u{1b}') && err.contains("\\u{1b}"), "{err}");
+    }
+
+    #[test]
     fn pack_round_trips_and_rejects_ragged_bytes() {
         let e = vec![vec![1.0, -2.5, 3.25], vec![0.0, 1e-7, -0.0]];
         assert_eq!(unpack(&pack(&e), 3).unwrap(), e);
         assert!(unpack(&pack(&e)[..10], 3).is_none());
         assert_eq!(unpack(&[], 3).unwrap(), Vec::<Vec<f32>>::new());
+        assert!(unpack(&[0; 8], 0).is_none());
+        assert!(unpack(&[0; 8], usize::MAX / 2).is_none(), "dim * 4 overflows");
+    }
+
+    #[test]
+    fn person_records_are_checked() {
+        let good = br#"{"id":"ada","name":"Ada","model":"m","dim":128,"created":1,"updated":1}"#;
+        assert_eq!(parse_person("ada", good).unwrap().dim, 128);
+        let huge =
+            br#"{"id":"ada","name":"Ada","model":"m","dim":4611686018427387904,"created":1,"updated":1}"#;
+        assert!(parse_person("ada", huge).unwrap_err().contains("dim"));
+        assert!(parse_person("bob", good).unwrap_err().contains("`ada`"));
+        assert!(parse_person("ada", b"notjson").is_err());
     }
 }

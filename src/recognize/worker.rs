@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
@@ -31,6 +31,7 @@ use super::matcher::MatchError;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams};
 use crate::config::Config;
+use crate::health::Health;
 use crate::instrument::{Stage, StageHooks, unix_millis};
 use crate::recognition::{CachedResult, FaceResult, Finisher, face_event};
 use crate::visit::{
@@ -56,6 +57,8 @@ pub struct Settings {
     pub vote: VotePolicy,
     /// What publishing visit events needs.
     pub publishing: Publishing,
+    /// Consumers idle this long with nothing pending are removed (crashed workers).
+    pub stale_consumer_ms: u64,
 }
 
 impl Settings {
@@ -72,6 +75,7 @@ impl Settings {
             record_ttl_secs: config.tracking.record_ttl_secs,
             vote: VotePolicy::default(),
             publishing: Publishing::from_config(config),
+            stale_consumer_ms: config.worker.stale_consumer_secs.saturating_mul(1000),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct WorkerStats {
     pub dead_letters: AtomicU64,
     pub claimed: AtomicU64,
     pub errors: AtomicU64,
+    /// Malformed records the last gallery load skipped (a gauge).
+    pub gallery_malformed: AtomicU64,
     /// Visit events this worker published.
     pub visits: VisitCounts,
     /// Visitors created, returning and attached by this process's workers.
@@ -141,9 +147,37 @@ pub struct RecognitionWorker {
     pub visitors: Option<Arc<LiveVisitors>>,
     pub settings: Settings,
     pub stats: Arc<WorkerStats>,
+    /// Where a worker retrying because Redis refuses writes (out of memory) says so, for
+    /// `/ready`.
+    pub health: Arc<Health>,
+    /// Set once the consumer group is known to exist: it is created once per worker, not at
+    /// every session (a Redis out of memory refuses XGROUP CREATE), and again only if Redis
+    /// says it is gone (NOGROUP: a restart that lost the data).
+    pub group_ready: AtomicBool,
 }
 
 impl RecognitionWorker {
+    /// Another worker with the same consumer name, counters and services (a restart).
+    pub fn clone_settings(&self) -> RecognitionWorker {
+        RecognitionWorker {
+            bus: self.bus.clone(),
+            group: self.group.clone(),
+            consumer: self.consumer.clone(),
+            embed: self.embed.clone(),
+            gallery: self.gallery.clone(),
+            visitors: self.visitors.clone(),
+            settings: self.settings.clone(),
+            stats: self.stats.clone(),
+            health: self.health.clone(),
+            group_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The component name on `/ready`.
+    fn component(&self) -> String {
+        format!("worker {} for group {}", self.consumer, self.group)
+    }
+
     /// Runs until `token` is cancelled, backing off and reconnecting after a retryable error.
     /// Returns a fatal error (the caller reports it on `/ready`); either way, on the way out it
     /// removes its consumer from the group if nothing is pending for it.
@@ -156,6 +190,14 @@ impl RecognitionWorker {
                 Ok(()) => break,
                 Err(err) if err.is_retryable() => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    if let WorkerError::Bus(bus) = &err {
+                        if bus.code() == Some("NOGROUP") {
+                            self.group_ready.store(false, Ordering::Relaxed);
+                        }
+                        if bus.is_out_of_memory() && self.health.degrade(self.component(), bus.to_string()) {
+                            tracing::error!(error = %bus, "Redis is out of memory: the worker cannot finish entries.");
+                        }
+                    }
                     if started.elapsed() >= backoff.policy().healthy_after {
                         backoff.reset();
                     }
@@ -184,7 +226,10 @@ impl RecognitionWorker {
         // The blocking read gets a connection of its own, so it does not hold up the
         // SET/XACK/XADD traffic of this or other workers on the shared one.
         let mut reader = self.bus.open_group(&self.group).await?;
-        streams::ensure_group(&mut reader, &key, CONSUMER_GROUP).await?;
+        if !self.group_ready.load(Ordering::Relaxed) {
+            streams::ensure_group(&mut reader, &key, CONSUMER_GROUP).await?;
+            self.group_ready.store(true, Ordering::Relaxed);
+        }
         info!(stream = %key, consumer = %self.consumer, "Worker reading.");
         // After a reconnect our own pending entries come first (read from id 0).
         let mut backlog = true;
@@ -230,6 +275,9 @@ impl RecognitionWorker {
             };
             if !entries.is_empty() {
                 self.process(&key, entries, redelivered).await?;
+                if self.health.recover(&self.component()) {
+                    info!("Redis takes writes again; the worker goes on.");
+                }
             }
         }
     }
@@ -249,7 +297,25 @@ impl RecognitionWorker {
         if !step.entries.is_empty() {
             info!(count = step.entries.len(), "Claimed entries from a consumer that stopped.");
         }
+        self.remove_stale_consumers(conn, key).await?;
         Ok(step.entries)
+    }
+
+    /// Removes consumers of crashed workers: idle longer than `stale_consumer_ms` with nothing
+    /// pending (what they had was claimed above, or they never read). A worker that stops
+    /// cleanly removes itself ([`RecognitionWorker::leave`]); one killed never does, and the
+    /// group would list it forever. XINFO CONSUMERS and XGROUP DELCONSUMER are not atomic, but
+    /// a consumer idle for hours that reads between the two only loses its name: its next
+    /// XREADGROUP creates it again, and an entry it was just given stays pending under the
+    /// group and is claimed like any other.
+    async fn remove_stale_consumers(&self, conn: &mut RedisConn, key: &str) -> Result<(), BusError> {
+        for c in streams::consumers(conn, key, CONSUMER_GROUP).await? {
+            if c.name != self.consumer && c.pending == 0 && c.idle_ms > self.settings.stale_consumer_ms {
+                streams::delete_consumer(conn, key, CONSUMER_GROUP, &c.name).await?;
+                info!(stale = %c.name, idle_s = c.idle_ms / 1000, "Removed the consumer of a worker that is gone.");
+            }
+        }
+        Ok(())
     }
 
     /// Recognises a batch and acks it. `redelivered` entries have their delivery counts
@@ -289,6 +355,7 @@ impl RecognitionWorker {
             .current(&mut shared, self.bus.keys())
             .await
             .map_err(|e| WorkerError::from_gallery(&shared, e))?;
+        self.stats.gallery_malformed.store(self.gallery.malformed(), Ordering::Relaxed);
         let crops: Vec<RgbImage> = good.iter().map(|(_, _, c)| c.clone()).collect();
         let started = Instant::now();
         let embedded = self.embed.embed(crops).await;
@@ -359,13 +426,28 @@ impl RecognitionWorker {
             return Err("entry was trimmed from the stream before it was recognised".into());
         }
         let face = crate::recognition::read_entry(&entry.fields).map_err(|e| e.to_string())?;
+        // An entry names the stream it belongs in and the model it was cropped for; one that
+        // does not match was written by something else (or misrouted): recognising it would
+        // publish an event under the wrong group, or cache an answer by the wrong model.
+        if face.group != self.group {
+            return Err(format!("entry of group `{}` in group `{}`'s stream", face.group, self.group));
+        }
+        let model = self.embed.model_id();
+        if face.model != model {
+            return Err(format!("entry for model `{}`, this recogniser is `{model}`", face.model));
+        }
         let size = self.embed.input_size();
         if face.crop_size != size {
             return Err(format!("crop_size is {}, this recogniser takes {size}", face.crop_size));
         }
-        let crop = image::load_from_memory_with_format(&face.crop, image::ImageFormat::Jpeg)
-            .map_err(|e| format!("crop is not a JPEG: {e}"))?
-            .to_rgb8();
+        // The header first: a crop claiming 8000x8000 pixels is refused before any is decoded.
+        let jpeg =
+            || image::ImageReader::with_format(std::io::Cursor::new(&face.crop), image::ImageFormat::Jpeg);
+        let (w, h) = jpeg().into_dimensions().map_err(|e| format!("crop is not a JPEG: {e}"))?;
+        if (w, h) != (size, size) {
+            return Err(format!("crop is {w}x{h}, expected {size}x{size}"));
+        }
+        let crop = jpeg().decode().map_err(|e| format!("crop is not a JPEG: {e}"))?.to_rgb8();
         if crop.dimensions() != (size, size) {
             return Err(format!("crop is {}x{}, expected {size}x{size}", crop.width(), crop.height()));
         }

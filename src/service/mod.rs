@@ -14,6 +14,8 @@ pub mod ingest;
 pub mod recognize;
 
 use std::future::Future;
+
+use futures::FutureExt as _;
 use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
@@ -43,8 +45,17 @@ pub struct Roles {
 
 /// Runs `roles` until `shutdown` completes, then stops them in order.
 pub async fn run(config: Config, roles: Roles, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let admin = Admin::start(roles.admin_listen.unwrap_or(config.admin.listen))?;
-    let bus = app::connect(&config).await?;
+    // Until Redis answers, /ready says "not connected to Redis yet"; a shutdown meanwhile ends
+    // the wait (shared with the run below, so a signal is never lost).
+    let shutdown = shutdown.shared();
+    let Some(bus) = app::connect_patiently(&config, shutdown.clone()).await? else {
+        admin.stop().await;
+        return Ok(());
+    };
     admin.readiness.set_bus(bus.clone());
     let health = admin.readiness.health().clone();
     let token = CancellationToken::new();

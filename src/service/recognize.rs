@@ -1,5 +1,8 @@
 //! The recognize role: recognition workers on the faces streams of some groups, supervised so
-//! that a worker that stops on a fatal error, or panics, is reported on `/ready`.
+//! that a worker that stops on a fatal error, or panics, is reported on `/ready`. A worker that
+//! panicked is a bug: `/ready` stays down so the operator looks, and the worker is started
+//! again after a backoff (same consumer, so it first reads what it left pending), so its group
+//! is not left without recognition meanwhile.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::app;
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bus::{Bus, consumer_name};
 use crate::config::Config;
 use crate::health::Health;
@@ -53,26 +57,43 @@ pub fn spawn_workers(
                 visitors: visitors.clone(),
                 settings: settings.clone(),
                 stats: stats.clone(),
+                health: health.clone(),
+                group_ready: Default::default(),
             };
             let span = tracing::error_span!("worker", group = %group.name, consumer = %worker.consumer);
-            let component = format!("worker {} for group {}", worker.consumer, group.name);
-            let health = health.clone();
-            let run = AssertUnwindSafe(worker.run(token.clone())).catch_unwind();
-            tracker.spawn(
-                async move {
-                    match run.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(fatal)) => health.fail(component, fatal.to_string()),
-                        Err(_) => {
-                            tracing::error!("The worker panicked.");
-                            health.fail(component, "the worker panicked (see the log)");
-                        }
-                    }
-                }
-                .instrument(span),
-            );
+            tracker.spawn(supervise(worker, token.clone(), health.clone()).instrument(span));
         }
     }
     tracing::info!(workers, groups = groups.len(), "Recognition workers started.");
     Ok(stats)
+}
+
+/// Runs `worker` until it ends: a fatal error is recorded in `health` and ends it; a panic is
+/// recorded too, then a copy of the worker starts again after a backoff.
+async fn supervise(worker: RecognitionWorker, token: CancellationToken, health: Arc<Health>) {
+    let component = format!("worker {} for group {}", worker.consumer, worker.group);
+    let mut backoff = Backoff::new(BackoffPolicy::redis());
+    loop {
+        let run = AssertUnwindSafe(worker.clone_settings().run(token.clone())).catch_unwind();
+        match run.await {
+            Ok(Ok(())) => return,
+            Ok(Err(fatal)) => {
+                // A stopped worker is a fault; a degradation it had must not outlive it.
+                health.recover(&component);
+                return health.fail(component, fatal.to_string());
+            }
+            Err(_) => {
+                let wait = backoff.next_random();
+                tracing::error!(
+                    restart_in_ms = wait.as_millis() as u64,
+                    "The worker panicked; restarting it."
+                );
+                health.fail(component.clone(), "the worker panicked (see the log); it was restarted");
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
 }

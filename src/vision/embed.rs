@@ -25,6 +25,10 @@ pub enum ColorOrder {
     Bgr,
 }
 
+/// Longest embedding accepted anywhere (configuration, gallery records). Real recognisers are
+/// 128 to 512; checking a bound keeps `dim * 4` far from overflowing.
+pub const MAX_EMBEDDING_DIM: usize = 4096;
+
 /// The `[recognizer]` table of `cameras.toml`. Every default is SFace 2021dec's value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecognizerSpec {

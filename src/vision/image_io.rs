@@ -5,7 +5,7 @@
 //! the content (never the extension), the dimensions are checked against limits before any pixel
 //! is decoded, and every failure is a [`VisionError::Image`] naming the file and the reason.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read as _};
 use std::path::Path;
 
 use image::{ImageReader, Limits, RgbImage};
@@ -32,13 +32,39 @@ impl Default for ImageLimits {
 
 /// Reads and decodes `path` to RGB24 within `limits`.
 pub fn decode_image_file(path: &Path, limits: &ImageLimits) -> Result<RgbImage, VisionError> {
+    let bytes = read_image_file(path, limits)?;
+    decode_image_bytes(&bytes, limits)
+        .map_err(|reason| VisionError::Image { path: path.to_path_buf(), reason })
+}
+
+/// The bytes of the regular file `path`, at most `limits.max_file_bytes` of them.
+///
+/// The size a device or a FIFO reports is 0, so checking it is not enough: `/dev/zero` would be
+/// read forever and a FIFO would block until someone writes. Anything but a regular file is
+/// refused before it is opened (opening a FIFO blocks too), and the read itself is bounded.
+pub fn read_image_file(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, VisionError> {
     let fail = |reason: String| VisionError::Image { path: path.to_path_buf(), reason };
-    let len = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?.len();
-    if len > limits.max_file_bytes {
-        return Err(fail(format!("file is {len} bytes, more than the limit of {}", limits.max_file_bytes)));
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a directory" } else { "a device, FIFO or socket" };
+        return Err(fail(format!("not a regular file ({kind}): give the path of an image file")));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    decode_image_bytes(&bytes, limits).map_err(fail)
+    let too_big = |len: u64| {
+        fail(format!("file is {len} bytes or more, more than the limit of {}", limits.max_file_bytes))
+    };
+    if meta.len() > limits.max_file_bytes {
+        return Err(too_big(meta.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    // One byte more than the limit tells a file that grew since the check from one that fits.
+    let mut bytes = Vec::new();
+    file.take(limits.max_file_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Decodes an in-memory image; the error is the reason only (the caller adds the source).
@@ -92,6 +118,28 @@ mod tests {
             assert!(s.contains(&*p.to_string_lossy()), "error does not name the file: {s}");
             s
         })
+    }
+
+    #[test]
+    fn devices_fifos_and_directories_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.jpg");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        for path in [Path::new("/dev/zero"), &fifo, dir.path()] {
+            let err = decode_image_file(path, &ImageLimits::default()).unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{}: {err}", path.display());
+        }
+    }
+
+    #[test]
+    fn the_read_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.jpg");
+        std::fs::write(&p, vec![0u8; 2000]).unwrap();
+        let limits = ImageLimits { max_file_bytes: 1000, ..ImageLimits::default() };
+        let err = read_image_file(&p, &limits).unwrap_err().to_string();
+        assert!(err.contains("more than the limit of 1000"), "{err}");
     }
 
     #[test]

@@ -34,8 +34,8 @@ use image::RgbImage;
 
 pub use align::{ARCFACE_TEMPLATE, align_face, similarity_transform};
 pub use detect::{BBox, Detection, DetectorSpec, YuNet};
-pub use embed::{ColorOrder, OnnxEmbedder, RecognizerSpec};
-pub use image_io::{ImageLimits, decode_image_file};
+pub use embed::{ColorOrder, MAX_EMBEDDING_DIM, OnnxEmbedder, RecognizerSpec};
+pub use image_io::{ImageLimits, decode_image_bytes, decode_image_file, read_image_file};
 pub use pipeline::{AlignedFace, FaceOutcome, FacePipeline, Verdict};
 pub use quality::{QualityGate, QualitySpec, Rejection, laplacian_variance};
 pub use runtime::{OptLevel, Runtime, SessionOptions};

@@ -49,11 +49,14 @@ static TRACK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str
 
 /// XADD the shot and count it in the record, in one step: a shot cannot be in the stream without
 /// being counted (its track would announce `left` before it is folded), nor counted without
-/// being in the stream (the track would never be complete).
+/// being in the stream (the track would never be complete). A stream holding `maxlen`
+/// unfinished entries refuses the shot (nil) and the record is left alone: trimming would lose
+/// shots no worker has finished (see `bus::streams`).
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-        local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+        if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+        local args = {'XADD', KEYS[1], '*'}
         for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
         local id = redis.call(unpack(args))
         redis.call('HINCRBY', KEYS[2], 'sent', 1)
@@ -205,16 +208,16 @@ pub struct Announcement {
     pub published: bool,
 }
 
-/// Appends a shot to `group`'s faces stream (capped at about `maxlen`) with `track` and
-/// `first_seen` fields, and counts it in the track record (created if needed, TTL refreshed),
-/// atomically. Returns the stream entry id.
+/// Appends a shot to `group`'s faces stream with `track` and `first_seen` fields, and counts it
+/// in the track record (created if needed, TTL refreshed), atomically. Returns the stream entry
+/// id, or `None` when the stream already holds `maxlen` unfinished entries (nothing changed).
 pub async fn send_shot(
     conn: &mut RedisConn,
     keys: &Keys,
     shot: &NewShot<'_>,
     maxlen: u64,
     ttl_secs: u64,
-) -> Result<String, BusError> {
+) -> Result<Option<String>, BusError> {
     let faces = keys.faces(shot.group);
     let record = keys.track(shot.group, shot.track);
     let mut inv = SEND_SCRIPT.key(&faces);
@@ -228,10 +231,11 @@ pub async fn send_shot(
     let op = || format!("send shot {faces} ({record})");
     let id: Value = inv.invoke_async(conn).await.map_err(|e| conn.error(op(), e))?;
     match id {
+        Value::Nil => Ok(None),
         Value::BulkString(b) => {
-            String::from_utf8(b).map_err(|_| BusError::reply(conn.target(), op(), "id not UTF-8"))
+            String::from_utf8(b).map(Some).map_err(|_| BusError::reply(conn.target(), op(), "id not UTF-8"))
         }
-        Value::SimpleString(s) => Ok(s),
+        Value::SimpleString(s) => Ok(Some(s)),
         other => Err(BusError::reply(conn.target(), op(), format!("expected an id, got {other:?}"))),
     }
 }

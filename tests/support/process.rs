@@ -91,6 +91,11 @@ impl Process {
         assert!(self.child.is_some(), "{} was stopped by the test", self.name);
     }
 
+    /// Its exit status if it has exited (reaped), `None` while it runs.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().expect("wait for the child"))
+    }
+
     /// SIGKILL, and waits for the exit: a crash, with no chance to clean up.
     pub fn kill(&mut self) {
         super::kill(&mut self.child);

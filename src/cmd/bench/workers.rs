@@ -133,6 +133,8 @@ async fn scaling(
                 embed,
                 settings: settings(args.batch),
                 stats: Arc::new(WorkerStats::default()),
+                health: Default::default(),
+                group_ready: Default::default(),
             };
             handles.push(tokio::spawn(worker.run(token.clone())));
         }
@@ -187,6 +189,7 @@ fn settings(batch: usize) -> Settings {
             record_ttl_secs: 600,
             visitor_ttl_secs: 0,
         },
+        stale_consumer_ms: 6 * 3_600_000,
     }
 }
 
@@ -289,6 +292,8 @@ async fn through_worker(
         visitors: None,
         settings,
         stats: Arc::new(WorkerStats::default()),
+        health: Default::default(),
+        group_ready: Default::default(),
     };
     let handle = tokio::spawn(worker.run(token.clone()));
     let t = Instant::now();
