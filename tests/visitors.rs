@@ -226,6 +226,13 @@ fn enroll_from_a_visitor_names_them_next_time() {
     let out = run_redeye(&config, &["enroll", "--name", "Franck", "--visitor", &id]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stored_visitors(&config).is_empty(), "the visitor is removed");
+    let gallery = run_redeye(&config, &["gallery", "--json"]);
+    let person: Json = serde_json::from_slice(&gallery.stdout).unwrap();
+    assert_eq!(
+        person["from_visitors"],
+        serde_json::json!([id]),
+        "the person keeps the link to the visitor's visits"
+    );
 
     // He comes again: named, no visitor.
     let before = visits(&redis).len();

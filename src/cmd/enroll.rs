@@ -95,13 +95,14 @@ async fn from_visitor(config: &crate::config::Config, name: &str, id: &str) -> a
             v.embeddings.len()
         );
     }
-    let (person, version) = gallery::enroll(&mut conn, keys, name, model, &v.embeddings)
+    let (person, version) = gallery::enroll_from(&mut conn, keys, name, model, &v.embeddings, Some(id))
         .await
         .with_context(|| format!("enrolling {name} from visitor {id}"))?;
     store::delete(&mut conn, keys, id, unix_millis()).await?;
     let cameras: Vec<&str> = v.cameras.iter().map(|(c, _)| c.as_str()).collect();
     println!(
-        "enrolled {} ({}) from visitor {id}: {} embedding(s), {} visit(s) at {}; the visitor is removed; gallery version {version}",
+        "enrolled {} ({}) from visitor {id}: {} embedding(s), {} visit(s) at {}; the visitor is removed, its id is \
+         kept on the person (`redeye gallery`) to link its visits; gallery version {version}",
         person.name,
         person.id,
         v.embeddings.len(),

@@ -31,8 +31,13 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("{} people, gallery version {version}", people.len());
     for p in &people {
+        let from = if p.person.from_visitors.is_empty() {
+            String::new()
+        } else {
+            format!("  from visitor {}", printable(&p.person.from_visitors.join(", ")))
+        };
         println!(
-            "  {:<24} {:<24} {:>3} embedding(s)  {}",
+            "  {:<24} {:<24} {:>3} embedding(s)  {}{from}",
             printable(&p.person.id),
             printable(&p.person.name),
             p.embeddings,

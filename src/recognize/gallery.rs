@@ -53,6 +53,10 @@ pub struct Person {
     pub created: u64,
     /// Unix time of the last enrolment, in seconds.
     pub updated: u64,
+    /// Anonymous visitors this person was enrolled from (`enroll --visitor`): the link from
+    /// the `visitor` of their earlier visit events to this person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_visitors: Vec<String>,
 }
 
 /// A person with how many embeddings they have, for listing.
@@ -160,6 +164,18 @@ pub async fn enroll(
     model: &str,
     embeddings: &[Vec<f32>],
 ) -> Result<(Person, u64), GalleryError> {
+    enroll_from(conn, keys, name, model, embeddings, None).await
+}
+
+/// [`enroll`], recording that the embeddings are anonymous visitor `visitor`'s (when given).
+pub async fn enroll_from(
+    conn: &mut RedisConn,
+    keys: &Keys,
+    name: &str,
+    model: &str,
+    embeddings: &[Vec<f32>],
+    visitor: Option<&str>,
+) -> Result<(Person, u64), GalleryError> {
     check_name(name)?;
     let id = person_id(name)?;
     let dim = embeddings.first().map_or(0, Vec::len);
@@ -169,7 +185,7 @@ pub async fn enroll(
         .map(|json| parse_person(&id, &json))
         .transpose()
         .map_err(|detail| GalleryError::Corrupt { id: id.clone(), detail })?;
-    let person = match existing {
+    let mut person = match existing {
         Some(old) if old.model != model => {
             return Err(GalleryError::ModelMismatch {
                 name: old.name,
@@ -185,8 +201,12 @@ pub async fn enroll(
             dim,
             created: now,
             updated: now,
+            from_visitors: Vec::new(),
         },
     };
+    if let Some(v) = visitor.filter(|v| !person.from_visitors.iter().any(|f| f == v)) {
+        person.from_visitors.push(v.to_owned());
+    }
     let json = serde_json::to_string(&person).expect("a Person serialises");
     let (version,): (u64,) = redis::pipe()
         .atomic()
