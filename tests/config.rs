@@ -24,6 +24,16 @@ fn header_lines() -> usize {
     header().lines().count()
 }
 
+/// Asserts `got` holds a problem at `line` of the body (after the header) and `path` that says
+/// `message`.
+fn has_problem(got: &[String], line: usize, path: &str, message: &str) {
+    let line = header_lines() + line;
+    assert!(
+        got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
+        "no problem {line}: {path}: ..{message}.. in {got:#?}"
+    );
+}
+
 fn check_config(path: &Path, envs: &[(&str, &str)]) -> Output {
     let mut cmd = redeye_command(path);
     cmd.arg("check-config");
@@ -156,13 +166,7 @@ url = "rtsp://10.0.0.10/s"
 fps = 75
 "#;
     let got = problems(body);
-    let has = |line: usize, path: &str, message: &str| {
-        let line = header_lines() + line;
-        assert!(
-            got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
-            "no problem {line}: {path}: ..{message}.. in {got:#?}"
-        );
-    };
+    let has = |line: usize, path: &str, message: &str| has_problem(&got, line, path, message);
     has(7, "redis.node[1].name", "duplicate node name `core`");
     has(8, "redis.node[1].url", "scheme must be redis:// or rediss://");
     has(11, "group[0].node", "node `west` is not defined");
@@ -208,13 +212,7 @@ name = "c"
 url = "rtsp://h/s"
 "#;
     let got = problems(body);
-    let has = |line: usize, path: &str, message: &str| {
-        let line = header_lines() + line;
-        assert!(
-            got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
-            "no problem {line}: {path}: ..{message}.. in {got:#?}"
-        );
-    };
+    let has = |line: usize, path: &str, message: &str| has_problem(&got, line, path, message);
     has(2, "tracking.min_hits", "between 1 and 100");
     has(3, "tracking.max_age_ms", "between 1 and 3600000");
     has(4, "tracking.iou", "must be in (0, 1]");
@@ -247,13 +245,7 @@ name = "c"
 url = "rtsp://h/s"
 "#;
     let got = problems(body);
-    let has = |line: usize, path: &str, message: &str| {
-        let line = header_lines() + line;
-        assert!(
-            got.iter().any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains(message)),
-            "no problem {line}: {path}: ..{message}.. in {got:#?}"
-        );
-    };
+    let has = |line: usize, path: &str, message: &str| has_problem(&got, line, path, message);
     has(2, "visitors.ttl_secs", "between 0 (off) and 2592000");
     has(3, "visitors.threshold", "below [matching] threshold 0.363");
     has(4, "visitors.max_visitors", "between 1 and");
