@@ -14,5 +14,6 @@
 //! finishing a face of the person while `forget` runs may still write one result after it:
 //! that result expires with its TTL and no longer answers (the gallery version moved on).
 
+pub mod audit;
 pub mod forget;
 pub mod index;
