@@ -283,3 +283,38 @@ async fn forget_and_audit_reach_every_master_of_a_cluster() {
     let report = audit::audit(&bus, "image", &limits).await.unwrap();
     assert!(!report.ok && report.problems.iter().any(|p| p.contains("image:ffff")), "{report:#?}");
 }
+
+/// Events and dead letters are trimmed by age (`[retention]`) when an entry is appended, not
+/// only by count: an entry older than the retention is gone after the next append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_dead_letters_are_trimmed_by_age_on_append() {
+    use redeye::bus::{CONSUMER_GROUP, events, streams};
+    let redis = RedisServer::start();
+    let bus = Bus::connect(
+        Topology::Single { url: redis.url() },
+        Credentials::none(),
+        Keys::from_config(&Config::default()),
+    )
+    .await
+    .expect("connect");
+    let keys = bus.keys().clone();
+    let cap = StreamCap { maxlen: 1000, max_age_secs: 3600 };
+    let old = format!("{}-0", redeye::instrument::unix_millis() - 2 * 3_600_000);
+    let mut conn = bus.shared();
+    let (faces, dead) = (keys.faces("g"), keys.dead("g"));
+    for stream in [keys.events_stream(), dead.as_str()] {
+        let _: String = redis.query(redis::cmd("XADD").arg(stream).arg(&old).arg("old").arg("1"));
+    }
+    events::publish(&mut conn, keys.events_channel(), keys.events_stream(), cap, b"{}").await.unwrap();
+    streams::ensure_group(&mut conn, &faces, CONSUMER_GROUP).await.unwrap();
+    let _: String = redis.query(redis::cmd("XADD").arg(&faces).arg("*").arg("crop").arg("x"));
+    let entry = streams::read_group(&mut conn, &faces, CONSUMER_GROUP, "c", 1, 0).await.unwrap().remove(0);
+    streams::dead_letter(&mut conn, &faces, CONSUMER_GROUP, &dead, cap, &entry, "test").await.unwrap();
+    for stream in [keys.events_stream(), dead.as_str()] {
+        let ids: Vec<(String, HashMap<String, String>)> =
+            redis.query(redis::cmd("XRANGE").arg(stream).arg("-").arg("+"));
+        assert_eq!(ids.len(), 1, "{stream}: {ids:?}");
+        assert_ne!(ids[0].0, old, "{stream}: the old entry is trimmed");
+    }
+    assert_eq!(redis.query::<u64>(redis::cmd("XLEN").arg(&faces)), 0, "acked and deleted");
+}
