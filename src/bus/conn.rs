@@ -371,3 +371,23 @@ pub fn install_crypto_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_masters;
+
+    #[test]
+    fn cluster_nodes_lists_up_masters_only() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001,node-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 slave a1 0 0 1 connected
+d4 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected
+e5 [::1]:7004@17004 master - 0 0 4 connected 10923-16383
+";
+        assert_eq!(
+            cluster_masters(nodes),
+            vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7001), ("::1".into(), 7004)]
+        );
+    }
+}
