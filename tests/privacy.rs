@@ -318,3 +318,37 @@ async fn events_and_dead_letters_are_trimmed_by_age_on_append() {
     }
     assert_eq!(redis.query::<u64>(redis::cmd("XLEN").arg(&faces)), 0, "acked and deleted");
 }
+
+/// With named nodes, results cached on a group's node are indexed there and forgotten there;
+/// events on the shared node too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_reaches_every_named_node() {
+    let (core, edge) = (RedisServer::start(), RedisServer::start());
+    let topology = Topology::Nodes {
+        nodes: vec![("core".into(), core.url()), ("edge".into(), edge.url())],
+        shared: "core".into(),
+        group_node: HashMap::from([("lobby".to_owned(), "edge".to_owned())]),
+    };
+    let bus = Bus::connect(topology, Credentials::none(), Keys::from_config(&Config::default()))
+        .await
+        .expect("connect");
+    let finisher = Finisher::new(bus.clone(), 600, StreamCap { maxlen: 1000, max_age_secs: 3600 });
+    let face = FaceResult {
+        bbox: None,
+        person_id: Some("ann".into()),
+        name: Some("Ann".into()),
+        score: 0.9,
+        rejected: None,
+    };
+    let result = CachedResult::for_crop("m", 1, face);
+    finisher
+        .cache(&mut bus.group("lobby"), &format!("{:032x}", 1), &result, &Default::default())
+        .await
+        .unwrap();
+    finisher.cache(&mut bus.shared(), &format!("{:032x}", 2), &result, &Default::default()).await.unwrap();
+    finisher.publish(&serde_json::json!({"person": "ann"}), Some("ann"), &Default::default()).await.unwrap();
+    assert!(!naming(&[&edge], b"ann").is_empty() && !naming(&[&core], b"ann").is_empty());
+    let gone = forget::forget_everywhere(&bus, "ann", redeye::instrument::unix_millis()).await.unwrap();
+    assert_eq!((gone.cached, gone.events), (2, 1), "{gone:?}");
+    assert!(naming(&[&core, &edge], b"ann").is_empty(), "{:?}", naming(&[&core, &edge], b"ann"));
+}
