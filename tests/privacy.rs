@@ -209,6 +209,7 @@ fn audit_fails_on_a_biometric_key_without_a_ttl_or_past_its_retention() {
     assert!(!ok, "{report:#}");
     let problems = report["problems"].to_string();
     assert!(problems.contains("cache: 1 key(s) without a TTL, e.g. image:4567"), "{problems}");
+    assert_eq!(report["problems"].as_array().unwrap().len(), 1, "only the missing TTL: {report:#}");
     let out = run_redeye(&config, &["audit"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));

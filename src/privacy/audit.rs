@@ -280,8 +280,9 @@ async fn measure(
             if let Some(first) = without.first() {
                 problems.push(format!("{name}: {} key(s) without a TTL, e.g. {first}", without.len()));
             }
+            // -1 (no TTL) is reported above, not as a long TTL.
             let long: Vec<&(&str, i64)> =
-                ttls.iter().filter(|(_, t)| *t as u64 > secs + SLACK_SECS).collect();
+                ttls.iter().filter(|(_, t)| *t >= 0 && *t as u64 > secs + SLACK_SECS).collect();
             if let Some((key, t)) = long.first() {
                 problems.push(format!(
                     "{name}: {} key(s) with a TTL longer than {secs} s ({what}), e.g. {key} ({t} s left)",
