@@ -17,6 +17,8 @@
 //!   weighted vote, one decision) and the `arrived` / `updated` / `left` events (schema 2).
 //! - [`visitor`]: anonymous visitors: one id per stranger across cameras and visits, created
 //!   atomically in Redis, matched in memory, with a TTL and a cap.
+//! - [`privacy`]: per-person indexes of every key and event naming someone, so `forget` erases
+//!   them everywhere; retention and the `audit` of a live store.
 //! - [`wire`]: what crosses Redis between processes: the faces stream entry and the event.
 //! - [`metrics`]: every Prometheus family, registered on the process's registry; the Redis
 //!   poller for stream length, lag and pending.
@@ -36,6 +38,7 @@ pub mod health;
 pub mod ingest;
 pub mod instrument;
 pub mod metrics;
+pub mod privacy;
 pub mod recognition;
 pub mod recognize;
 pub mod service;

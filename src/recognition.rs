@@ -13,8 +13,10 @@ use std::time::Instant;
 use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
 
+use crate::bus::streams::StreamCap;
 use crate::bus::{Bus, BusError, RedisConn, cache, events};
 use crate::instrument::{Stage, StageHooks, unix_millis};
+use crate::privacy::index;
 use crate::recognize::gallery::UNKNOWN_VERSION;
 use crate::vision::BBox;
 use crate::wire::{EVENT_SCHEMA, EntryError, Event, FaceEntry, PersonRef};
@@ -151,19 +153,28 @@ pub fn face_event(id: &str, face: &FaceEntry, result: &FaceResult, model: &str, 
 
 /// Finishes faces: caches results under `image:<md5>` and publishes events on the events
 /// channel and stream, observing the Redis stages and time-to-name on the caller's hooks.
+/// Whatever it writes that names a person is noted in that person's index
+/// ([`crate::privacy::index`]), so `forget` can find it.
 #[derive(Clone)]
 pub struct Finisher {
     bus: Bus,
     cache_ttl_secs: u64,
-    events_maxlen: u64,
+    events: StreamCap,
 }
 
 impl Finisher {
-    pub fn new(bus: Bus, cache_ttl_secs: u64, events_maxlen: u64) -> Finisher {
-        Finisher { bus, cache_ttl_secs, events_maxlen }
+    /// `events` caps the events stream (`[redis] events_stream_maxlen`, `[retention] events_secs`).
+    pub fn new(bus: Bus, cache_ttl_secs: u64, events: StreamCap) -> Finisher {
+        Finisher { bus, cache_ttl_secs, events }
     }
 
-    /// Caches `result` for the crop `md5` on the group's node (`conn`), with the TTL.
+    /// The events stream's cap from `config`.
+    pub fn events_cap(config: &crate::config::Config) -> StreamCap {
+        StreamCap { maxlen: config.redis.events_stream_maxlen, max_age_secs: config.retention.events_secs }
+    }
+
+    /// Caches `result` for the image `md5` on `conn` (the group's node; `identify`: the shared
+    /// one), with the TTL, after noting the key in the index of each person it names.
     pub async fn cache(
         &self,
         conn: &mut RedisConn,
@@ -171,28 +182,36 @@ impl Finisher {
         result: &CachedResult,
         hooks: &StageHooks,
     ) -> Result<(), BusError> {
-        let key = self.bus.keys().image(md5);
+        let keys = self.bus.keys();
+        let key = keys.image(md5);
         let started = Instant::now();
+        for person in result.faces.iter().filter_map(|f| f.person_id.as_deref()) {
+            index::note_cached(conn, keys, person, &key, self.cache_ttl_secs).await?;
+        }
         cache::set_json(conn, &key, result, self.cache_ttl_secs).await?;
         hooks.observe(Stage::RedisSet, started.elapsed());
         Ok(())
     }
 
-    /// Appends `event` (any serialisable event) to the events stream, then publishes it.
-    pub async fn publish<E: Serialize>(&self, event: &E, hooks: &StageHooks) -> Result<(), BusError> {
+    /// Appends `event` (any serialisable event) to the events stream, then publishes it; an
+    /// event naming `person` (an id) is noted in their index.
+    pub async fn publish<E: Serialize>(
+        &self,
+        event: &E,
+        person: Option<&str>,
+        hooks: &StageHooks,
+    ) -> Result<(), BusError> {
         let payload = serde_json::to_vec(event).expect("an event serialises");
         let keys = self.bus.keys();
         let mut shared = self.bus.shared();
         let started = Instant::now();
-        events::publish(
-            &mut shared,
-            keys.events_channel(),
-            keys.events_stream(),
-            self.events_maxlen,
-            &payload,
-        )
-        .await?;
+        let id =
+            events::publish(&mut shared, keys.events_channel(), keys.events_stream(), self.events, &payload)
+                .await?;
         hooks.observe(Stage::RedisPublish, started.elapsed());
+        if let Some(person) = person {
+            index::note_event(&mut shared, keys, person, &id, self.events.max_age_secs).await?;
+        }
         Ok(())
     }
 
@@ -207,7 +226,7 @@ impl Finisher {
         hooks: &StageHooks,
     ) -> Result<(), BusError> {
         self.cache(conn, &face.md5, result, hooks).await?;
-        self.publish(event, hooks).await?;
+        self.publish(event, event.person.as_ref().map(|p| p.id.as_str()), hooks).await?;
         hooks.observe_time_to_name(face.capture_ts);
         Ok(())
     }

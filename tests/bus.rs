@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use redeye::bus::{
     self, Bus, BusError, CONSUMER_GROUP, Credentials, Keys, RedisConn, StreamEntry, Topology, cache, events,
-    streams,
+    streams::{self, StreamCap},
 };
 use redeye::config::{Config, GroupConfig, NodeConfig, REDIS_URL_ENV};
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,7 @@ fn crop_fields(i: usize) -> Vec<(String, Vec<u8>)> {
 
 async fn append(conn: &mut RedisConn, key: &str, fields: &[(String, Vec<u8>)]) -> String {
     let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-    streams::append_capped(conn, key, 10_000, &pairs).await.expect("XADD")
+    streams::append_capped(conn, key, StreamCap::count(10_000), &pairs).await.expect("XADD")
 }
 
 async fn pending(conn: &mut RedisConn, key: &str) -> u64 {
@@ -113,7 +113,9 @@ async fn capped_append(f: Fixture) {
     let mut conn = f.bus.group("cap");
     let mut last = String::new();
     for i in 0..5000u32 {
-        let id = streams::append_capped(&mut conn, &key, 100, &[("n", &i.to_le_bytes())]).await.unwrap();
+        let id = streams::append_capped(&mut conn, &key, StreamCap::count(100), &[("n", &i.to_le_bytes())])
+            .await
+            .unwrap();
         assert!(id_key(&id) > id_key(&last), "ids increase: {last} then {id}");
         last = id;
     }
@@ -199,7 +201,9 @@ async fn dead_letter_keeps_fields(f: Fixture) {
         streams::read_group(&mut conn, &key, CONSUMER_GROUP, &consumer, 1, 0).await.unwrap().remove(0);
 
     let reason = "embed: not a JPEG";
-    streams::dead_letter(&mut conn, &key, CONSUMER_GROUP, &dead, 1000, &entry, reason).await.unwrap();
+    streams::dead_letter(&mut conn, &key, CONSUMER_GROUP, &dead, StreamCap::count(1000), &entry, reason)
+        .await
+        .unwrap();
     assert_eq!(pending(&mut conn, &key).await, 0, "the source entry is acked");
     let letters = events::read_range(&mut conn, &dead, "0-0", 10).await.unwrap();
     assert_eq!(letters.len(), 1);
@@ -269,7 +273,9 @@ async fn publish_and_subscribe(f: Fixture) {
     }
     let mut shared = f.bus.shared();
     let payload = br#"{"v":1,"id":"1-0","person":null}"#;
-    events::publish(&mut shared, channel, keys.events_stream(), 1000, payload).await.unwrap();
+    events::publish(&mut shared, channel, keys.events_stream(), StreamCap::count(1000), payload)
+        .await
+        .unwrap();
     let msg = next(&mut sub).await;
     assert_eq!((msg.channel.as_str(), msg.payload.as_slice()), (channel, &payload[..]));
 
@@ -302,7 +308,7 @@ async fn events_replay(f: Fixture) {
                 &mut shared,
                 keys.events_channel(),
                 keys.events_stream(),
-                1000,
+                StreamCap::count(1000),
                 payload.as_bytes(),
             )
             .await
@@ -467,9 +473,15 @@ async fn sentinel_finds_the_master() {
     };
     assert_eq!(on_master[0].id, id, "written to the master");
     let mut sub = bus.subscribe(&[keys.events_channel()]).await.unwrap();
-    events::publish(&mut bus.shared(), keys.events_channel(), keys.events_stream(), 100, b"{}")
-        .await
-        .unwrap();
+    events::publish(
+        &mut bus.shared(),
+        keys.events_channel(),
+        keys.events_stream(),
+        StreamCap::count(100),
+        b"{}",
+    )
+    .await
+    .unwrap();
     assert_eq!(next(&mut sub).await.payload, b"{}");
 }
 

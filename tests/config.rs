@@ -262,6 +262,33 @@ url = "rtsp://h/s"
 }
 
 #[test]
+fn retention_out_of_range_is_reported_with_its_lines() {
+    let body = r#"[retention]
+events_secs = 10
+dead_letters_secs = 99999999
+[[group]]
+name = "g"
+[[group.camera]]
+name = "c"
+url = "rtsp://h/s"
+"#;
+    let got = problems(body);
+    for (line, path) in [(2, "retention.events_secs"), (3, "retention.dead_letters_secs")] {
+        let line = header_lines() + line;
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains("between 60 and 2592000")),
+            "no problem {line}: {path} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let unknown = problems(
+        "[retention]\ncache_secs = 5\n[[group]]\nname = \"g\"\n[[group.camera]]\nname = \"c\"\nurl = \"rtsp://h/s\"\n",
+    );
+    assert!(unknown.iter().any(|p| p.contains("retention.cache_secs")), "{unknown:#?}");
+}
+
+#[test]
 fn topologies_exclude_each_other_and_nodes_need_pinning() {
     let body = r#"[redis]
 url = "redis://127.0.0.1:6379"

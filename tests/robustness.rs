@@ -532,6 +532,8 @@ const ACL_RULES: &[&str] = &[
     "+zrangebyscore",
     "+zrevrange",
     "+zpopmin",
+    "+sadd",
+    "+smembers",
     "+xadd",
     "+xlen",
     "+xrange",

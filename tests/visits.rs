@@ -15,8 +15,11 @@ use redeye::wire::PersonRef;
 use support::redis::{RedisCluster, RedisServer};
 
 const TTL: u64 = 600;
-const PUBLISHING: visit::Publishing =
-    visit::Publishing { events_maxlen: 1000, record_ttl_secs: TTL, visitor_ttl_secs: 3600 };
+const PUBLISHING: visit::Publishing = visit::Publishing {
+    events: redeye::bus::streams::StreamCap::count(1000),
+    record_ttl_secs: TTL,
+    visitor_ttl_secs: 3600,
+};
 const FIRST_SEEN: u64 = 1_700_000_000_000;
 const GROUP: &str = "lobby";
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, TlsMode, Value};
 
@@ -109,6 +110,41 @@ impl RedisConn {
         Ok(RedisConn { link: Link::Sentinel(Arc::new(link)), target: target.into() })
     }
 
+    /// Every key matching the glob `pattern` (`SCAN MATCH`), on every master of a Cluster (a
+    /// plain `SCAN` on a Cluster connection would visit one random node). Not atomic: keys
+    /// written or deleted meanwhile may or may not be listed. For `audit`, never on a hot path.
+    pub async fn scan_keys(&mut self, pattern: &str) -> Result<Vec<String>, BusError> {
+        let op = || format!("SCAN MATCH {pattern}");
+        let Link::Cluster(cluster) = &self.link else {
+            let conn = self.clone();
+            return scan_loop(pattern, |cmd| {
+                let mut conn = conn.clone();
+                async move { cmd.query_async::<Value>(&mut conn).await }
+            })
+            .await
+            .map_err(|e| self.error(op(), e));
+        };
+        let mut cluster = cluster.clone();
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut cluster)
+            .await
+            .map_err(|e| self.error("CLUSTER NODES", e))?;
+        let mut keys = Vec::new();
+        for (host, port) in cluster_masters(&nodes) {
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            let found = scan_loop(pattern, |cmd| {
+                let mut c = cluster.clone();
+                let route = route.clone();
+                async move { c.route_command(cmd, route).await }
+            })
+            .await
+            .map_err(|e| self.error(op(), e))?;
+            keys.extend(found);
+        }
+        Ok(keys)
+    }
+
     /// A client for the server behind this connection, for a dedicated pub/sub connection
     /// (Sentinel: the master as last discovered). `None` for a Cluster.
     pub(crate) fn sentinel_master(&self) -> Option<Client> {
@@ -172,6 +208,44 @@ impl ConnectionLike for RedisConn {
             Link::Sentinel(link) => link.snapshot().1.get_db(),
         }
     }
+}
+
+/// `SCAN 0 MATCH pattern COUNT 1000` until the cursor comes back to 0, each step sent by `send`.
+async fn scan_loop<F, Fut>(pattern: &str, send: F) -> redis::RedisResult<Vec<String>>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<Value>>,
+{
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        let (next, batch): (u64, Vec<String>) = redis::from_redis_value(send(cmd).await?)?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            return Ok(keys);
+        }
+    }
+}
+
+/// `(host, port)` of every master `CLUSTER NODES` lists as up (`ip:port@cport[,hostname] flags`).
+fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let addr = addr.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The master behind Sentinel, replaced when it stops behaving like the master.
@@ -296,4 +370,24 @@ pub fn install_crypto_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_masters;
+
+    #[test]
+    fn cluster_nodes_lists_up_masters_only() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001,node-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 slave a1 0 0 1 connected
+d4 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected
+e5 [::1]:7004@17004 master - 0 0 4 connected 10923-16383
+";
+        assert_eq!(
+            cluster_masters(nodes),
+            vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7001), ("::1".into(), 7004)]
+        );
+    }
 }

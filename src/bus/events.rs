@@ -8,12 +8,13 @@
 use redis::Value;
 
 use super::reply::{self, StreamEntry};
+use super::streams::StreamCap;
 use super::{BusError, RedisConn, streams};
 
 /// The stream field holding an event's JSON.
 pub const EVENT_FIELD: &str = "event";
 
-/// Appends `payload` (the event JSON) to `stream_key`, capped at about `maxlen`, then
+/// Appends `payload` (the event JSON) to `stream_key`, capped by `cap` (count and age), then
 /// publishes it on `channel`. Returns the stream id.
 ///
 /// Two commands, not a transaction: on a Cluster the stream and the channel hash to different
@@ -23,10 +24,10 @@ pub async fn publish(
     conn: &mut RedisConn,
     channel: &str,
     stream_key: &str,
-    maxlen: u64,
+    cap: StreamCap,
     payload: &[u8],
 ) -> Result<String, BusError> {
-    let id = streams::append_capped(conn, stream_key, maxlen, &[(EVENT_FIELD, payload)]).await?;
+    let id = streams::append_capped(conn, stream_key, cap, &[(EVENT_FIELD, payload)]).await?;
     redis::cmd("PUBLISH")
         .arg(channel)
         .arg(payload)

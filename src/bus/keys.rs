@@ -83,6 +83,25 @@ impl Keys {
         format!("{}:{{gallery}}:version", self.prefix)
     }
 
+    /// `<prefix>:{gallery}:cached:<id>`: set of the `image:<md5>` keys whose cached result names
+    /// person `id`, so `forget` finds them without scanning (see [`crate::privacy`]). Kept on
+    /// the node that holds those image keys (a group's node with named nodes), with their TTL.
+    pub fn person_cached(&self, person_id: &str) -> String {
+        format!("{}:{{gallery}}:cached:{person_id}", self.prefix)
+    }
+
+    /// `<prefix>:{gallery}:tracks:<id>`: set of the track record keys with a vote for person
+    /// `id`, on the node holding those records, with the records' TTL.
+    pub fn person_tracks(&self, person_id: &str) -> String {
+        format!("{}:{{gallery}}:tracks:{person_id}", self.prefix)
+    }
+
+    /// `<prefix>:{gallery}:events:<id>`: set of the events stream ids of events naming person
+    /// `id`, on the shared node, with the events' retention as TTL.
+    pub fn person_events(&self, person_id: &str) -> String {
+        format!("{}:{{gallery}}:events:{person_id}", self.prefix)
+    }
+
     /// `<prefix>:{visitors}:`: the start of every anonymous visitor key. The whole site's
     /// visitors share one hash tag, so one script can check and create a visitor atomically
     /// (see `visitor.lua`); the names after it are owned by [`crate::visitor`].
@@ -166,6 +185,9 @@ mod tests {
         assert_eq!(keys.people(), "redeye:{gallery}:people");
         assert_eq!(keys.embeddings("p1"), "redeye:{gallery}:emb:p1");
         assert_eq!(keys.gallery_version(), "redeye:{gallery}:version");
+        assert_eq!(keys.person_cached("p1"), "redeye:{gallery}:cached:p1");
+        assert_eq!(keys.person_tracks("p1"), "redeye:{gallery}:tracks:p1");
+        assert_eq!(keys.person_events("p1"), "redeye:{gallery}:events:p1");
         assert_eq!(keys.events_stream(), "redeye:events");
         assert_eq!(keys.visitor("v-abc"), "redeye:{visitors}:v:v-abc");
         assert_eq!(keys.visitor_shot("v-abc"), "redeye:{visitors}:shot:v-abc");

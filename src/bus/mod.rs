@@ -201,6 +201,13 @@ impl Bus {
         pubsub::subscribe(&servers, channels).await
     }
 
+    /// A connection to every distinct target: each named node, or the one (cluster-aware)
+    /// connection of a single server, a Cluster or Sentinel. For work that must reach keys
+    /// wherever they live (`forget`, `audit`).
+    pub fn nodes(&self) -> Vec<RedisConn> {
+        self.0.all.iter().map(|t| t.conn.clone()).collect()
+    }
+
     /// Pings every node (on a Cluster, every master): Ok when all answer. For `/ready`.
     pub async fn ping(&self) -> Result<(), BusError> {
         let pings = self.0.all.iter().map(|t| async move { t.conn.clone().ping().await });

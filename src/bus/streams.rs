@@ -18,22 +18,55 @@ use super::conn::RESPONSE_TIMEOUT;
 use super::reply::{self, StreamEntry};
 use super::{BusError, RedisConn};
 
-/// Appends one entry to `key`, trimming the stream to about `maxlen` entries, and returns the
-/// new entry's id. `MAXLEN ~` trims whole radix-tree nodes only, which is much cheaper than an
-/// exact cap; the length may exceed `maxlen` by up to one node (100 entries by default).
+/// How long a stream of finished things (events, dead letters) keeps its entries: at most about
+/// `maxlen` of them, and none older than `max_age_secs` (0: no age limit). Stream entries have
+/// no TTL of their own, so both are applied each time an entry is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCap {
+    pub maxlen: u64,
+    pub max_age_secs: u64,
+}
+
+impl StreamCap {
+    /// A cap by count only.
+    pub const fn count(maxlen: u64) -> StreamCap {
+        StreamCap { maxlen, max_age_secs: 0 }
+    }
+
+    /// The `MINID` that trims entries older than `max_age_secs` at `now_ms` (a stream id is
+    /// `<ms>-<seq>`, so an auto id's time part is when it was appended); `0` for no age limit.
+    pub fn min_id(&self, now_ms: u64) -> String {
+        match self.max_age_secs {
+            0 => "0".to_owned(),
+            age => format!("{}-0", now_ms.saturating_sub(age.saturating_mul(1000))),
+        }
+    }
+}
+
+/// Appends one entry to `key`, trimming the stream to about `cap.maxlen` entries and to those
+/// appended within `cap.max_age_secs`, and returns the new entry's id. `MAXLEN ~` trims whole
+/// radix-tree nodes only, which is much cheaper than an exact cap; the length may exceed
+/// `maxlen` by up to one node (100 entries by default). The age trim is exact (`MINID`, not
+/// `MINID ~`): retention is a promise, and only the few expired entries are removed each time.
 pub async fn append_capped(
     conn: &mut RedisConn,
     key: &str,
-    maxlen: u64,
+    cap: StreamCap,
     fields: &[(&str, &[u8])],
 ) -> Result<String, BusError> {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(key).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
+    cmd.arg(key).arg("MAXLEN").arg("~").arg(cap.maxlen).arg("*");
     for (name, value) in fields {
         cmd.arg(*name).arg(*value);
     }
     let op = || format!("XADD {key}");
-    let id: Value = cmd.query_async(conn).await.map_err(|e| conn.error(op(), e))?;
+    let mut pipe = redis::pipe();
+    pipe.add_command(cmd);
+    if cap.max_age_secs > 0 {
+        // One key, so one node even in a Cluster: both go in one round trip.
+        pipe.cmd("XTRIM").arg(key).arg("MINID").arg(cap.min_id(crate::instrument::unix_millis())).ignore();
+    }
+    let (id,): (Value,) = pipe.query_async(conn).await.map_err(|e| conn.error(op(), e))?;
     reply::string(id).map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
@@ -239,7 +272,7 @@ pub async fn delivery_counts<S: AsRef<str>>(
     decode().map_err(|d| BusError::reply(conn.target(), op(), d))
 }
 
-/// Appends to `dead_key` (capped at about `maxlen`) the original fields of `entry`, plus
+/// Appends to `dead_key` (capped by `cap`, see [`append_capped`]) the original fields of `entry`, plus
 /// `reason` and `original_id`, and acknowledges and deletes `entry` in `group` on
 /// `source_key`, in one atomic step. Returns the dead-letter id.
 ///
@@ -251,7 +284,7 @@ pub async fn dead_letter(
     source_key: &str,
     group: &str,
     dead_key: &str,
-    maxlen: u64,
+    cap: StreamCap,
     entry: &StreamEntry,
     reason: &str,
 ) -> Result<String, BusError> {
@@ -261,7 +294,7 @@ pub async fn dead_letter(
         Script::new(
             r"
             local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*'}
-            for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
+            for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
             args[#args + 1] = 'reason'
             args[#args + 1] = ARGV[4]
             args[#args + 1] = 'original_id'
@@ -269,12 +302,14 @@ pub async fn dead_letter(
             local id = redis.call(unpack(args))
             redis.call('XACK', KEYS[1], ARGV[2], ARGV[3])
             redis.call('XDEL', KEYS[1], ARGV[3])
+            if ARGV[5] ~= '0' then redis.call('XTRIM', KEYS[2], 'MINID', ARGV[5]) end
             return id
             ",
         )
     });
     let mut invocation = SCRIPT.key(source_key);
-    invocation.key(dead_key).arg(maxlen).arg(group).arg(&entry.id).arg(reason);
+    let min_id = cap.min_id(crate::instrument::unix_millis());
+    invocation.key(dead_key).arg(cap.maxlen).arg(group).arg(&entry.id).arg(reason).arg(min_id);
     for (name, value) in entry.field_pairs() {
         invocation.arg(name).arg(value);
     }

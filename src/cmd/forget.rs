@@ -1,11 +1,13 @@
-//! `redeye forget NAME`: remove a person from the gallery; `redeye forget --visitor v-...`:
-//! delete an anonymous visitor everywhere.
+//! `redeye forget NAME`: remove a person everywhere (gallery, cached results, track records,
+//! events, linked visitors; see [`crate::privacy`]); `redeye forget --visitor v-...`: delete an
+//! anonymous visitor everywhere.
 
 use std::process::ExitCode;
 
 use super::CommonArgs;
 use crate::app;
 use crate::instrument::unix_millis;
+use crate::privacy::forget;
 use crate::recognize::gallery;
 use crate::terminal::printable;
 use crate::visitor::store;
@@ -33,15 +35,30 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let name = args.name.unwrap_or_default();
+    let id = gallery::person_id(&name)?;
     let bus = app::connect(&config).await?;
-    match gallery::forget(&mut bus.shared(), bus.keys(), &name).await? {
-        Some(version) => {
-            println!("forgot {}; gallery version {version}", gallery::person_id(&name)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            eprintln!("nobody called {} is enrolled (see `redeye gallery`)", printable(&name));
-            Ok(ExitCode::FAILURE)
-        }
+    // The gallery first: once the version moves on, no cached result naming them answers, and
+    // no worker names them in anything new.
+    let version = gallery::forget(&mut bus.shared(), bus.keys(), &name).await?;
+    // Then everything else naming them, also when they are no longer enrolled: a forget that
+    // was interrupted is finished by running it again.
+    let rest = forget::forget_everywhere(&bus, &id, unix_millis()).await?;
+    if version.is_none() && rest.is_empty() {
+        eprintln!("nobody called {} is enrolled or named anywhere (see `redeye gallery`)", printable(&name));
+        return Ok(ExitCode::FAILURE);
     }
+    println!("forgot {}", printable(&id));
+    match version {
+        Some(v) => println!("  gallery: record and embeddings removed; gallery version {v}"),
+        None => println!("  gallery: not enrolled (already forgotten)"),
+    }
+    println!("  cached results: {} removed", rest.cached);
+    println!("  track records: {} removed", rest.tracks);
+    println!("  events: {} removed from {}", rest.events, printable(bus.keys().events_stream()));
+    println!(
+        "  visitors: {} removed{}",
+        rest.visitors.len(),
+        if rest.visitors.is_empty() { String::new() } else { format!(" ({})", rest.visitors.join(", ")) }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -97,7 +97,7 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
                 let finisher = recognition::Finisher::new(
                     bus.clone(),
                     config.redis.cache_ttl_secs,
-                    config.redis.events_stream_maxlen,
+                    recognition::Finisher::events_cap(&config),
                 );
                 finisher
                     .cache(&mut cache, &md5, &result, &Default::default())

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod bench;
 pub mod check_config;
 pub mod enroll;
@@ -65,13 +66,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Report every family of redeye keys in Redis and check it against the retention.
+    Audit(audit::Args),
     /// Benchmark the vision path (`bench vision`), next to OpenCV's pipeline.
     Bench(bench::Args),
     /// Parse and validate the configuration, then print a summary (or every error).
     CheckConfig(check_config::Args),
     /// Add a person to the gallery from photos of them (one face per photo).
     Enroll(enroll::Args),
-    /// Remove a person from the gallery.
+    /// Remove a person everywhere: gallery, cached results, track records, events, visitors.
     Forget(forget::Args),
     /// List the enrolled people.
     Gallery(gallery::Args),
@@ -92,6 +95,7 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Audit(args) => block_on(audit::run(&self.common, args)),
             Command::Bench(args) => bench::run(&self.common, args),
             Command::CheckConfig(args) => check_config::run(&self.common, args),
             Command::Enroll(args) => block_on(enroll::run(&self.common, args)),

@@ -60,6 +60,9 @@ pub struct Config {
     /// `[visitors]`: anonymous visitor ids that follow a stranger across cameras and visits.
     #[serde(default)]
     pub visitors: VisitorsConfig,
+    /// `[retention]`: how long events and dead letters are kept (by age, on top of the caps).
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// `[[group]]`: camera groups. Each group has its own faces stream (and, with named nodes,
     /// its own Redis node).
     #[serde(default, rename = "group")]
@@ -298,6 +301,34 @@ impl Default for VisitorsConfig {
             for_known: false,
         }
     }
+}
+
+/// `[retention]`: how long the artefacts that are not already bounded by a TTL are kept.
+///
+/// Cached results and visitors keep their TTLs where they always were, `[redis] cache_ttl_secs`
+/// and `[visitors] ttl_secs` (one place each: `redeye audit` and the README's retention table
+/// read them from there). Streams have no per-entry TTL, so they are trimmed by age
+/// (`XTRIM MINID`) each time an entry is appended, as well as by count (`MAXLEN ~`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RetentionConfig {
+    /// Age after which events (visit and per-face, which name people) are trimmed from the
+    /// events stream, in seconds (default 604800, 7 days).
+    #[serde(default = "default_retention_secs")]
+    pub events_secs: u64,
+    /// Age after which dead letters (which hold face crops) are trimmed, in seconds
+    /// (default 604800, 7 days).
+    #[serde(default = "default_retention_secs")]
+    pub dead_letters_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { events_secs: default_retention_secs(), dead_letters_secs: default_retention_secs() }
+    }
+}
+
+fn default_retention_secs() -> u64 {
+    7 * 86_400
 }
 
 /// `[[group]]`: a camera group.

@@ -389,7 +389,7 @@ impl Checker<'_> {
         // deployments; past it the value is a typo (`workers = 100000000` spawns threads until
         // memory runs out).
         let (w, r, redis) = (&config.worker, &config.recognizer, &config.redis);
-        let integers: [(&str, &str, u64, u64, u64); 16] = [
+        let integers: [(&str, &str, u64, u64, u64); 18] = [
             ("worker", "workers", w.workers as u64, 1, 256),
             // A batch is acked in one script call: keep it well inside Lua's stack for `unpack`.
             ("worker", "batch", w.batch as u64, 1, 1000),
@@ -408,6 +408,9 @@ impl Checker<'_> {
             ("redis", "faces_stream_maxlen", redis.faces_stream_maxlen, 1, MAX_STREAM_LEN),
             ("redis", "dead_stream_maxlen", redis.dead_stream_maxlen, 1, MAX_STREAM_LEN),
             ("redis", "events_stream_maxlen", redis.events_stream_maxlen, 1, MAX_STREAM_LEN),
+            // Events name people and dead letters hold crops: at most 30 days, like a visitor.
+            ("retention", "events_secs", config.retention.events_secs, 60, MAX_RETENTION_SECS),
+            ("retention", "dead_letters_secs", config.retention.dead_letters_secs, 60, MAX_RETENTION_SECS),
         ];
         for (table, field, value, min, max) in integers {
             if !(min..=max).contains(&value) {
@@ -464,6 +467,8 @@ impl Checker<'_> {
     }
 }
 
+/// Longest accepted retention of events and dead letters: 30 days.
+pub const MAX_RETENTION_SECS: u64 = 30 * 86_400;
 /// Longest accepted visitor TTL: 30 days. A visitor is biometric data kept without consent.
 pub const MAX_VISITOR_TTL_SECS: u64 = 30 * 86_400;
 /// Most visitors accepted: the index of every worker holds them all in memory.

@@ -106,8 +106,7 @@ impl RedisSink {
         health: Arc<Health>,
         token: CancellationToken,
     ) -> RedisSink {
-        let finisher =
-            Finisher::new(bus.clone(), config.redis.cache_ttl_secs, config.redis.events_stream_maxlen);
+        let finisher = Finisher::new(bus.clone(), config.redis.cache_ttl_secs, Finisher::events_cap(config));
         let cameras: Vec<(Arc<str>, Arc<str>)> = groups
             .iter()
             .flat_map(|g| g.cameras.iter().map(|c| (Arc::from(g.name.as_str()), Arc::from(c.name.as_str()))))
@@ -178,7 +177,8 @@ impl RedisSink {
         if let Some(result) = fresh {
             let id = format!("cache:{}:{}:{}", entry.camera, entry.frame, entry.md5);
             let event = face_event(&id, entry, &result.faces[0], &result.model, true);
-            self.finisher.publish(&event, &self.stats.latency).await?;
+            let person = event.person.as_ref().map(|p| p.id.as_str());
+            self.finisher.publish(&event, person, &self.stats.latency).await?;
             self.stats.latency.observe_time_to_name(entry.capture_ts);
             debug!(camera = %entry.camera, md5 = %entry.md5, "Answered from the cache.");
             return Ok(HandOff::Cached);

@@ -29,10 +29,12 @@ use super::embed_service::EmbedService;
 use super::gallery::{GalleryError, LiveGallery};
 use super::matcher::MatchError;
 use crate::backoff::{Backoff, BackoffPolicy};
+use crate::bus::streams::StreamCap;
 use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams};
 use crate::config::Config;
 use crate::health::Health;
 use crate::instrument::{Stage, StageHooks, unix_millis};
+use crate::privacy::index;
 use crate::recognition::{CachedResult, FaceResult, Finisher, face_event};
 use crate::visit::{
     self, FoldStatus, Folded, Publishing, ShotVote, TrackKey, VisitCounts, VisitKind, VotePolicy,
@@ -48,8 +50,10 @@ pub struct Settings {
     pub claim_idle_ms: u64,
     pub max_deliveries: u64,
     pub cache_ttl_secs: u64,
-    pub dead_maxlen: u64,
-    pub events_maxlen: u64,
+    /// Cap of the group's dead letters (`[redis] dead_stream_maxlen`, `[retention] dead_letters_secs`).
+    pub dead: StreamCap,
+    /// Cap of the events stream (`[redis] events_stream_maxlen`, `[retention] events_secs`).
+    pub events: StreamCap,
     /// Publish a per-face event for shots of tracks too (`[events] faces`).
     pub face_events: bool,
     /// TTL of track records, refreshed by every fold.
@@ -69,8 +73,11 @@ impl Settings {
             claim_idle_ms: config.worker.claim_idle_ms,
             max_deliveries: config.worker.max_deliveries,
             cache_ttl_secs: config.redis.cache_ttl_secs,
-            dead_maxlen: config.redis.dead_stream_maxlen,
-            events_maxlen: config.redis.events_stream_maxlen,
+            dead: StreamCap {
+                maxlen: config.redis.dead_stream_maxlen,
+                max_age_secs: config.retention.dead_letters_secs,
+            },
+            events: Finisher::events_cap(config),
             face_events: config.face_events(),
             record_ttl_secs: config.tracking.record_ttl_secs,
             vote: VotePolicy::default(),
@@ -362,8 +369,7 @@ impl RecognitionWorker {
         self.stats.latency.observe(Stage::Embed, started.elapsed());
         // Left pending on failure: another worker (or this one, restarted) recognises them.
         let embeddings = embedded.map_err(|e| WorkerError::Embed(e.to_string()))?;
-        let finisher =
-            Finisher::new(self.bus.clone(), self.settings.cache_ttl_secs, self.settings.events_maxlen);
+        let finisher = Finisher::new(self.bus.clone(), self.settings.cache_ttl_secs, self.settings.events);
         let model = self.embed.model_id();
         let mut ids = Vec::with_capacity(good.len());
         for ((entry, face, _), embedding) in good.iter().zip(&embeddings) {
@@ -464,6 +470,10 @@ impl RecognitionWorker {
         let started = Instant::now();
         let folded = match &shot {
             Shot::Voted { vote, .. } => {
+                // A vote names the person in the record: note it first (see `crate::privacy`).
+                if let Some(person) = vote.person {
+                    index::note_track(conn, keys, &person.id, &record.key, ttl).await?;
+                }
                 visit::fold(conn, &record, vote, &self.settings.vote, now, ttl).await?
             }
             Shot::Failed { shot_id } => visit::fold_failed(conn, &record, shot_id, now, ttl).await?,
@@ -549,8 +559,7 @@ impl RecognitionWorker {
             self.fold(conn, track, Shot::Failed { shot_id: &entry.id }).await?;
         }
         let dead = self.bus.keys().dead(&self.group);
-        streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead_maxlen, entry, reason)
-            .await?;
+        streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead, entry, reason).await?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         warn!(id = %entry.id, %reason, "Dead-lettered a stream entry.");
         Ok(())

@@ -33,8 +33,10 @@ pub use record::{
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::bus::streams::StreamCap;
 use crate::bus::{BusError, Keys, RedisConn, StreamEntry, events};
 use crate::instrument::{StageHooks, unix_millis};
+use crate::privacy::index;
 
 /// Visit events published, by kind; the metrics module reads them.
 #[derive(Debug, Default)]
@@ -60,8 +62,8 @@ impl VisitCounts {
 /// What publishing a visit event needs from `cameras.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Publishing {
-    /// Cap of the events stream (`[redis] events_stream_maxlen`).
-    pub events_maxlen: u64,
+    /// Cap of the events stream (`[redis] events_stream_maxlen`, `[retention] events_secs`).
+    pub events: StreamCap,
     /// TTL of track records (`[tracking] record_ttl_secs`).
     pub record_ttl_secs: u64,
     /// TTL of visitor records (`[visitors] ttl_secs`), refreshed by a `left`.
@@ -71,7 +73,10 @@ pub struct Publishing {
 impl Publishing {
     pub fn from_config(config: &crate::config::Config) -> Publishing {
         Publishing {
-            events_maxlen: config.redis.events_stream_maxlen,
+            events: StreamCap {
+                maxlen: config.redis.events_stream_maxlen,
+                max_age_secs: config.retention.events_secs,
+            },
             record_ttl_secs: config.tracking.record_ttl_secs,
             visitor_ttl_secs: config.visitors.ttl_secs,
         }
@@ -91,14 +96,12 @@ pub async fn publish(
 ) -> Result<String, BusError> {
     let event = VisitEvent::from_announcement(announcement);
     let payload = serde_json::to_vec(&event).expect("a VisitEvent serialises");
-    let id = events::publish(
-        shared,
-        keys.events_channel(),
-        keys.events_stream(),
-        settings.events_maxlen,
-        &payload,
-    )
-    .await?;
+    let id = events::publish(shared, keys.events_channel(), keys.events_stream(), settings.events, &payload)
+        .await?;
+    // Noted after the append: the id is only known now (see `crate::privacy`).
+    if let Some(person) = &announcement.person {
+        index::note_event(shared, keys, &person.id, &id, settings.events.max_age_secs).await?;
+    }
     if let (VisitKind::Left, Some(visitor)) = (announcement.kind, &announcement.visitor) {
         let last_seen = announcement.last_seen.unwrap_or(announcement.event_ts);
         let ttl = settings.visitor_ttl_secs;

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use image::RgbImage;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::streams::StreamCap;
 use crate::bus::{Bus, Credentials, Keys, Topology, consumer_name, events, streams};
 use crate::camera::encode_jpeg;
 use crate::instrument::unix_millis;
@@ -179,13 +180,13 @@ fn settings(batch: usize) -> Settings {
         claim_idle_ms: 60_000,
         max_deliveries: 5,
         cache_ttl_secs: 600,
-        dead_maxlen: 10_000,
-        events_maxlen: 1_000_000,
+        dead: StreamCap::count(10_000),
+        events: StreamCap::count(1_000_000),
         face_events: true,
         record_ttl_secs: 600,
         vote: crate::visit::VotePolicy::default(),
         publishing: crate::visit::Publishing {
-            events_maxlen: 1_000_000,
+            events: StreamCap::count(1_000_000),
             record_ttl_secs: 600,
             visitor_ttl_secs: 0,
         },
@@ -260,7 +261,13 @@ fn entry_in(group: &str, jpeg: &[u8], frame: u64) -> FaceEntry {
 async fn add(bus: &Bus, e: &FaceEntry) -> anyhow::Result<()> {
     let fields = e.to_fields();
     let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    streams::append_capped(&mut bus.group(&e.group), &bus.keys().faces(&e.group), 1_000_000, &pairs).await?;
+    streams::append_capped(
+        &mut bus.group(&e.group),
+        &bus.keys().faces(&e.group),
+        StreamCap::count(1_000_000),
+        &pairs,
+    )
+    .await?;
     Ok(())
 }
 
@@ -393,8 +400,13 @@ async fn memory(bus: &Bus, crops: &[(RgbImage, Vec<u8>)]) -> anyhow::Result<Stri
             false,
         );
         let payload = serde_json::to_vec(&event)?;
-        streams::append_capped(&mut bus.shared(), &stream, 1_000_000, &[("event", payload.as_slice())])
-            .await?;
+        streams::append_capped(
+            &mut bus.shared(),
+            &stream,
+            StreamCap::count(1_000_000),
+            &[("event", payload.as_slice())],
+        )
+        .await?;
     }
     let evented = used(bus).await?;
     Ok(format!(
