@@ -5,42 +5,12 @@
 
 mod support;
 
-use redeye::bus::{Bus, Credentials, Keys, Topology};
-use redeye::config::Config;
 use redeye::instrument::{StageHooks, unix_millis};
 use redeye::visitor::store::{self, Candidate};
 use redeye::visitor::{LiveVisitors, ResolveStatus, Sighting, VisitorSettings};
-use support::redis::{RedisCluster, RedisServer};
+use support::bus::{Fixture, on_single_and_cluster};
 
 const DIM: usize = 128;
-
-struct Fixture {
-    bus: Bus,
-    _single: Option<RedisServer>,
-    _cluster: Option<RedisCluster>,
-}
-
-impl Fixture {
-    async fn single() -> Fixture {
-        let server = RedisServer::start();
-        let bus = connect(Topology::Single { url: server.url() }).await;
-        Fixture { bus, _single: Some(server), _cluster: None }
-    }
-
-    async fn cluster() -> Fixture {
-        let cluster = RedisCluster::start(3);
-        let bus = connect(Topology::Cluster { seeds: cluster.seeds() }).await;
-        Fixture { bus, _single: None, _cluster: Some(cluster) }
-    }
-
-    fn keys(&self) -> &Keys {
-        self.bus.keys()
-    }
-}
-
-async fn connect(topology: Topology) -> Bus {
-    Bus::connect(topology, Credentials::none(), Keys::from_config(&Config::default())).await.expect("connect")
-}
 
 fn settings(max_visitors: u64) -> VisitorSettings {
     VisitorSettings {
@@ -66,21 +36,6 @@ fn face(i: usize, wobble: f32) -> Vec<f32> {
 
 fn sighting<'a>(track: &'a str, embedding: &'a [f32]) -> Sighting<'a> {
     Sighting { track, camera: "door", embedding, jpeg: b"\xff\xd8 jpeg", quality: 50.0 }
-}
-
-macro_rules! on_single_and_cluster {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn single() {
-                super::$scenario(super::Fixture::single().await).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn cluster() {
-                super::$scenario(super::Fixture::cluster().await).await
-            }
-        }
-    )*};
 }
 
 on_single_and_cluster!(

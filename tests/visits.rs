@@ -4,15 +4,14 @@
 
 mod support;
 
-use redeye::bus::{Bus, Credentials, Keys, RedisConn, Topology, events};
-use redeye::config::Config;
+use redeye::bus::{RedisConn, events};
 use redeye::vision::BBox;
 use redeye::visit::{
     self, Announcement, AnyEvent, FoldStatus, Folded, NewShot, ShotVote, TrackKey, VisitEvent, VisitKind,
     VotePolicy,
 };
 use redeye::wire::PersonRef;
-use support::redis::{RedisCluster, RedisServer};
+use support::bus::{Fixture, on_single_and_cluster};
 
 const TTL: u64 = 600;
 const PUBLISHING: visit::Publishing = visit::Publishing {
@@ -23,29 +22,7 @@ const PUBLISHING: visit::Publishing = visit::Publishing {
 const FIRST_SEEN: u64 = 1_700_000_000_000;
 const GROUP: &str = "lobby";
 
-struct Fixture {
-    bus: Bus,
-    _single: Option<RedisServer>,
-    cluster: Option<RedisCluster>,
-}
-
 impl Fixture {
-    async fn single() -> Fixture {
-        let server = RedisServer::start();
-        let bus = connect(Topology::Single { url: server.url() }).await;
-        Fixture { bus, _single: Some(server), cluster: None }
-    }
-
-    async fn cluster() -> Fixture {
-        let cluster = RedisCluster::start(3);
-        let bus = connect(Topology::Cluster { seeds: cluster.seeds() }).await;
-        Fixture { bus, _single: None, cluster: Some(cluster) }
-    }
-
-    fn keys(&self) -> &Keys {
-        self.bus.keys()
-    }
-
     fn conn(&self) -> RedisConn {
         self.bus.group(GROUP)
     }
@@ -91,26 +68,6 @@ impl Fixture {
         let ttl = self.ttl(&track.key).await;
         assert!(ttl > 0 && ttl <= TTL as i64, "{} has TTL {ttl}", track.key);
     }
-}
-
-async fn connect(topology: Topology) -> Bus {
-    Bus::connect(topology, Credentials::none(), Keys::from_config(&Config::default())).await.expect("connect")
-}
-
-/// Runs each scenario as `<scenario>::single` and `<scenario>::cluster`.
-macro_rules! on_single_and_cluster {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn single() {
-                super::$scenario(super::Fixture::single().await).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn cluster() {
-                super::$scenario(super::Fixture::cluster().await).await
-            }
-        }
-    )*};
 }
 
 on_single_and_cluster!(

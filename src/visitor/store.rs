@@ -354,8 +354,9 @@ fn parse_record(id: &str, f: &HashMap<String, Vec<u8>>) -> Result<VisitorRecord,
         })
         .collect();
     cameras.sort();
+    // Absent (an older record) reads as 0.
     let float = |name: &str| -> Result<f32, String> {
-        Ok(f.get(name).map(|_| text(name)).transpose()?.map(|s| num(name, s)).transpose()?.unwrap_or(0.0))
+        if f.contains_key(name) { num(name, text(name)?) } else { Ok(0.0) }
     };
     Ok(VisitorRecord {
         id: id.to_owned(),

@@ -5,6 +5,7 @@
 //! would warn in every binary that does not use them; that is expected, hence the allow.
 #![allow(dead_code)]
 
+pub mod bus;
 pub mod clips;
 pub mod config;
 pub mod faces;
