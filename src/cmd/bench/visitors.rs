@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use super::workers::{Server, connect_retrying, make_crops};
+use super::workers::{Server, connect_retrying, make_crops, used};
 use crate::instrument::{StageHooks, unix_millis};
 use crate::vision::{RecognizerSpec, Runtime};
 use crate::visitor::{LiveVisitors, Sighting, VisitorIndex, VisitorSettings, store};
@@ -96,7 +96,7 @@ async fn in_redis(args: &VisitorsArgs) -> anyhow::Result<()> {
     let live = LiveVisitors::new(settings.clone());
     let mut conn = bus.shared();
     let keys = bus.keys();
-    let before = used_memory(&bus).await?;
+    let before = used(&bus).await?;
     let hooks = StageHooks::default();
     let mut rng = StdRng::seed_from_u64(11);
     let mut resolve_times = Vec::with_capacity(args.stored);
@@ -116,7 +116,7 @@ async fn in_redis(args: &VisitorsArgs) -> anyhow::Result<()> {
             store::add(&mut conn, keys, &settings, &r.id, &s, unix_millis()).await?;
         }
     }
-    let after = used_memory(&bus).await?;
+    let after = used(&bus).await?;
     let (_, stored) = store::counts(&mut conn, keys).await?;
     anyhow::ensure!(stored == args.stored as u64, "{stored} visitors stored of {} created", args.stored);
     resolve_times.sort();
@@ -136,14 +136,6 @@ async fn in_redis(args: &VisitorsArgs) -> anyhow::Result<()> {
     );
     drop(server);
     Ok(())
-}
-
-async fn used_memory(bus: &crate::bus::Bus) -> anyhow::Result<i64> {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut bus.shared()).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("INFO memory has no used_memory"))
 }
 
 /// The obvious implementation: every visitor's embeddings, each compared as a cosine with its

@@ -356,13 +356,6 @@ async fn through_worker(
 /// Redis memory per faces stream entry, cached result and event, for sizing a deployment: the
 /// `used_memory` delta over as many items as there are crops, on the bench's own server.
 async fn memory(bus: &Bus, crops: &[(RgbImage, Vec<u8>)]) -> anyhow::Result<String> {
-    async fn used(bus: &Bus) -> anyhow::Result<i64> {
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut bus.shared()).await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .context("INFO memory has no used_memory")
-    }
     let n = crops.len() as i64;
     let per = |before: i64, after: i64| (after - before) as f64 / n as f64;
     let before = used(bus).await?;
@@ -419,6 +412,15 @@ async fn memory(bus: &Bus, crops: &[(RgbImage, Vec<u8>)]) -> anyhow::Result<Stri
         per(entries, cached),
         per(cached, evented),
     ))
+}
+
+/// Redis's `used_memory` (INFO memory), bytes.
+pub(super) async fn used(bus: &Bus) -> anyhow::Result<i64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut bus.shared()).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("INFO memory has no used_memory")
 }
 
 /// Calls per command so far (`INFO commandstats`).
