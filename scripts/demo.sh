@@ -61,12 +61,14 @@ make_clip() {
 make_clip "$DEMO/entrance-visits.mp4" obama2.jpg cage2_crop.jpg biden.jpg franck_02888.jpg
 make_clip "$DEMO/food-court-visits.mp4" sean_guru2_crop.jpg obama3.jpg audrey.jpg franck_04117.jpg
 
-# 3. Cameras: RTSP through GStreamer when it works, file sources otherwise.
+# 3. Cameras: RTSP through GStreamer when it works, file sources otherwise. Either way the clips
+#    loop like live cameras (the server replays them without end; file sources loop), so a camera
+#    that goes quiet in the demo is a fault, never the end of a clip.
 rtsp_port="$(free_port)"
 URL_ENTRANCE="file://$DEMO/entrance-visits.mp4"
 URL_FOOD="file://$DEMO/food-court-visits.mp4"
 if /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
-  /usr/bin/python3 "$ROOT/scripts/rtsp_server.py" "$rtsp_port" \
+  /usr/bin/python3 "$ROOT/scripts/rtsp_server.py" --loop "$rtsp_port" \
     "entrance=$DEMO/entrance-visits.mp4" "food-court=$DEMO/food-court-visits.mp4" > "$DEMO/rtsp.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do grep -q ready "$DEMO/rtsp.log" 2>/dev/null && break; sleep 0.1; done
