@@ -2,7 +2,7 @@
 """A real RTSP server for redeye's tests, demo and benchmarks: GStreamer's gst-rtsp-server through
 GObject introspection.
 
-    /usr/bin/python3 scripts/rtsp_server.py [--loop] PORT MOUNT=FILE [MOUNT=FILE ...]
+    /usr/bin/python3 scripts/rtsp_server.py [--loop | --freeze-after SECONDS] PORT MOUNT=FILE ...
 
 Serves each mp4 FILE at rtsp://127.0.0.1:PORT/MOUNT without re-encoding (demux, parse, RTP
 payload), over TCP (interleaved) or UDP, as the client asks, in real time. Each client gets its own
@@ -13,7 +13,10 @@ Without `--loop` a clip plays once and the session then stays open with no more 
 that froze does: what the stall tests need. With `--loop` a clip plays without end, as a live camera
 does: the clip's access units are read once into memory and pushed again and again through an
 `appsrc`, each pass shifted by the clip's length, so timestamps (and the RTP clock) run on without a
-jump and B-frames keep their order.
+jump and B-frames keep their order. With `--freeze-after SECONDS` the clip loops the same way but
+stops after SECONDS of video without ending the stream: RTCP goes on, video does not, as from a
+camera whose encoder hung (a server that ends a clip may or may not send an RTCP BYE first; this
+never does).
 
 Prints `ready` on stdout once the port is listening, then runs until killed; exits with status 3
 if the port cannot be bound.
@@ -81,19 +84,22 @@ class Clip:
         pipeline.set_state(Gst.State.NULL)
         if not self.units:
             raise RuntimeError(f"no video access units in {path}")
-        # One pass lasts from the first decode time to the end of the last frame shown.
-        first = min(u[1] if u[1] != Gst.CLOCK_TIME_NONE else u[0] for u in self.units)
+        # One pass lasts from the first frame shown to the end of the last one: the next pass's
+        # first frame is shown one frame after this pass's last. Decode times (earlier than the
+        # presentation times with B-frames) start at 0 for each pass's shift.
+        first_shown = min(u[0] for u in self.units)
         end = max(u[0] + (u[2] if u[2] != Gst.CLOCK_TIME_NONE else 0) for u in self.units)
-        self.period = end - first
-        self.origin = first
+        self.period = end - first_shown
+        self.origin = min(u[1] if u[1] != Gst.CLOCK_TIME_NONE else u[0] for u in self.units)
 
 
 class LoopFactory(GstRtspServer.RTSPMediaFactory):
     """Each client's pipeline is an appsrc fed with the clip's units, pass after pass."""
 
-    def __init__(self, clip: Clip):
+    def __init__(self, clip: Clip, freeze_after_ns=None):
         super().__init__()
         self.clip = clip
+        self.freeze_after_ns = freeze_after_ns
         codec = clip.codec
         self.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=false ! "
@@ -113,6 +119,8 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
         for _ in range(4):
             pts, dts, duration, key, data = clip.units[state["i"]]
             shift = state["pass"] * clip.period - clip.origin
+            if self.freeze_after_ns is not None and pts + shift >= self.freeze_after_ns:
+                return  # frozen: no more video, the session stays
             buf = Gst.Buffer.new_wrapped(data)
             buf.pts = pts + shift if pts != Gst.CLOCK_TIME_NONE else pts
             buf.dts = dts + shift if dts != Gst.CLOCK_TIME_NONE else dts
@@ -131,6 +139,15 @@ def main() -> int:
     args = sys.argv[1:]
     loop = "--loop" in args
     args = [a for a in args if a != "--loop"]
+    freeze_after_ns = None
+    if "--freeze-after" in args:
+        i = args.index("--freeze-after")
+        try:
+            freeze_after_ns = int(float(args[i + 1]) * 1_000_000_000)
+        except (IndexError, ValueError):
+            print("--freeze-after needs a number of seconds", file=sys.stderr)
+            return 2
+        del args[i : i + 2]
     if len(args) < 2:
         print(__doc__, file=sys.stderr)
         return 2
@@ -149,14 +166,17 @@ def main() -> int:
             print(f"no such file: {path}", file=sys.stderr)
             return 2
         path = os.path.abspath(path)
-        if loop:
-            factory = LoopFactory(Clip(path))
+        if loop or freeze_after_ns is not None:
+            factory = LoopFactory(Clip(path), freeze_after_ns)
         else:
             factory = GstRtspServer.RTSPMediaFactory()
             factory.set_launch(launch_line(path))
         factory.set_shared(False)
         mounts.add_factory("/" + mount.strip("/"), factory)
-        print(f"mount /{mount.strip('/')} -> {path}{' (looping)' if loop else ''}", file=sys.stderr)
+        mode = " (looping)" if loop else ""
+        if freeze_after_ns is not None:
+            mode = f" (freezing after {freeze_after_ns / 1e9:g} s)"
+        print(f"mount /{mount.strip('/')} -> {path}{mode}", file=sys.stderr)
     # attach() binds and listens; it returns 0 when the port cannot be bound.
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr)

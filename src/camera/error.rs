@@ -12,8 +12,9 @@ pub enum SessionEnd {
     Cancelled,
     /// The server ended the stream or closed the connection (a file does not end: it loops).
     EndOfStream,
-    /// No frame arrived for `after`.
-    Stalled { after: Duration },
+    /// No video frame arrived for `after`, though `other_items` other items (RTCP, other media)
+    /// did.
+    Stalled { after: Duration, other_items: u64 },
     /// Connecting, streaming or decoding failed.
     Failed(CameraError),
 }

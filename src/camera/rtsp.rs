@@ -7,21 +7,29 @@
 //!
 //! # Timestamps
 //! RTP timestamps run on the stream's clock (90 kHz for video) from a random origin, and say
-//! nothing about wall time. We anchor the first frame of a session: its RTP time `rtp0` is
-//! taken to have been captured at its local receive time `W0` (retina's
-//! `PacketContext::received_wall`). A later frame with RTP time `rtp` was then captured at
-//! `W0 + (rtp - rtp0) / clock_rate` (retina's `Timestamp::elapsed` already unwraps the 32-bit
-//! counter). So the capture times keep the camera's own spacing, free of network jitter, with
-//! one constant offset: the first frame's network and buffering delay. Over a long session
-//! the camera clock may drift from ours by a few ppm (about 0.1 s a day); each reconnect
-//! re-anchors. RTCP sender reports could map RTP to the camera's NTP clock instead, but many
-//! cameras' NTP clocks are unset or wrong, so the local clock is the safer reference.
+//! nothing about wall time. A frame with RTP time `rtp` (unwrapped by retina's
+//! `Timestamp::elapsed`) was captured at `C0 + rtp / clock_rate` for some unknown `C0`, and
+//! received at `R = C0 + rtp / clock_rate + delay`, where `delay >= 0` is what encoding, the
+//! network and buffering took. So every frame gives an upper bound on `C0`: `R - rtp / rate`.
+//! [`WallClock`] keeps the smallest bound seen (the frame that came through fastest) and stamps
+//! each frame `C0 + rtp / rate`: the camera's own frame spacing, exactly, and never after the
+//! frame's arrival. The one offset left is the fastest frame's delay, which is as close to the
+//! true capture time as the local clock can tell without trusting the camera's clock.
 //!
-//! One correction: a frame is not captured after it was received. When the computed time runs
-//! more than [`MAX_LEAD`] ahead of the receive time (the stream fell behind its own clock: a slow
-//! server or a loaded machine), the session re-anchors on that frame. Smaller leads are normal
-//! (a P-frame is sent before the B-frames shown ahead of it) and keep the camera's spacing. So
-//! time-to-name is never understated by more than `MAX_LEAD`.
+//! Anchoring on the first frame instead (what this did before) puts every later frame off by
+//! however late the first one came: a server that sends the first frame after a pause for its
+//! preroll makes every frame look captured after it arrived, and time-to-name reads near zero or
+//! below it.
+//!
+//! The camera's clock may jump: a server restarting its stream, a camera that resets its RTP
+//! clock. A jump forward (or a stream that falls behind its clock) gives a smaller bound, taken at
+//! once. A jump backward makes every later bound larger; a few late frames do too (a loaded
+//! machine), but not for long. So once every frame for [`REANCHOR_AFTER`] has come more than
+//! [`JUMP`] later than the kept bound says, the clock re-anchors on the smallest bound of those
+//! frames. Over a long session the camera clock drifts from ours by a few ppm (about 0.1 s a
+//! day); each reconnect starts afresh. RTCP sender reports could map RTP to the camera's NTP clock
+//! instead, but many cameras' NTP clocks are unset or wrong, so the local clock is the safer
+//! reference.
 //!
 //! # Teardown
 //! Dropping a playing session makes retina send TEARDOWN in the background; its progress is
@@ -81,33 +89,90 @@ pub fn redact(url: &Url) -> String {
     u.to_string()
 }
 
-/// How far a computed capture time may run ahead of the receive time before re-anchoring: well
-/// beyond B-frame reordering (2 frames at 25 fps = 80 ms) and scheduling jitter on a loaded
-/// machine, so the camera's frame spacing is kept exactly unless the stream really fell behind.
-pub const MAX_LEAD: Duration = Duration::from_secs(1);
+/// A frame this much later than the kept bound says is late, or the camera's clock went back:
+/// well beyond network jitter and B-frame reordering (2 frames at 25 fps = 80 ms).
+pub const JUMP: Duration = Duration::from_secs(1);
+
+/// How long (in the camera's time) every frame must be late by more than [`JUMP`] before the
+/// clock is taken to have gone back and re-anchors.
+pub const REANCHOR_AFTER: Duration = Duration::from_secs(3);
 
 /// Maps RTP timestamps to capture wall time (see the module docs).
 #[derive(Debug, Default, Clone)]
 pub struct WallClock {
-    /// `(rtp0 as elapsed ticks, W0)`.
-    anchor: Option<(i64, SystemTime)>,
+    /// The smallest `R - rtp / rate` seen, as microseconds since the Unix epoch: the estimate of
+    /// `C0`.
+    origin: Option<i128>,
+    /// Frames late by more than [`JUMP`] since this RTP time (µs), and their smallest bound.
+    late_since: Option<(i128, i128)>,
+    /// `(rtp, capture time)` in µs of the last [`RECENT`] frames, to keep capture times in
+    /// presentation order while the origin drops (see [`WallClock::capture_time`]).
+    recent: std::collections::VecDeque<(i128, i128)>,
 }
+
+/// Frames remembered to order capture times: more than any B-frame reordering (a few frames).
+const RECENT: usize = 16;
 
 impl WallClock {
     /// Capture time of a frame with RTP time `ts`, received at `received`.
+    ///
+    /// When a fast frame lowers the origin, the frames stamped before it were stamped late, and a
+    /// frame shown after one of them (a B-frame sent behind a later reference, or simply the next
+    /// frame) could come out earlier than it. Capture times must follow presentation order (frame
+    /// numbers, sampling and the trackers rely on it), so such a frame is stamped just after the
+    /// latest frame it is shown after. This only squeezes the frames of the first moments of a
+    /// session, until the fastest frame is seen; from then on the spacing is the camera's.
     pub fn capture_time(&mut self, ts: retina::Timestamp, received: SystemTime) -> SystemTime {
-        let (rtp0, w0) = *self.anchor.get_or_insert((ts.elapsed(), received));
-        let ticks = i128::from(ts.elapsed() - rtp0);
-        let micros = ticks * 1_000_000 / i128::from(ts.clock_rate().get());
-        let d = Duration::from_micros(micros.unsigned_abs() as u64);
-        // B-frames can precede the anchor in presentation order.
-        let t = if micros >= 0 { w0 + d } else { w0 - d };
-        if t > received + MAX_LEAD {
-            self.anchor = Some((ts.elapsed(), received));
-            return received;
+        let rtp = i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get());
+        let bound = micros_since_epoch(received) - rtp;
+        let origin = match self.origin {
+            Some(o) if bound < o => {
+                self.late_since = None;
+                bound
+            }
+            Some(o) if bound - o > JUMP.as_micros() as i128 => {
+                let (since, smallest) = self.late_since.get_or_insert((rtp, bound));
+                *smallest = (*smallest).min(bound);
+                if rtp - *since >= REANCHOR_AFTER.as_micros() as i128 {
+                    // The clock went back: what came before is no guide to order any more.
+                    let smallest = *smallest;
+                    self.late_since = None;
+                    self.recent.clear();
+                    smallest
+                } else {
+                    o
+                }
+            }
+            Some(o) => {
+                self.late_since = None;
+                o
+            }
+            None => bound,
+        };
+        self.origin = Some(origin);
+        let shown_after = self.recent.iter().filter(|(r, _)| *r < rtp).map(|(_, t)| *t).max();
+        let t = match shown_after {
+            Some(before) if origin + rtp <= before => before + 1,
+            _ => origin + rtp,
+        };
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
         }
-        t
+        self.recent.push_back((rtp, t));
+        from_micros_since_epoch(t)
     }
+}
+
+fn micros_since_epoch(t: SystemTime) -> i128 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i128,
+        Err(e) => -(e.duration().as_micros() as i128),
+    }
+}
+
+fn from_micros_since_epoch(us: i128) -> SystemTime {
+    let d = Duration::from_micros(us.unsigned_abs() as u64);
+    if us >= 0 { SystemTime::UNIX_EPOCH + d } else { SystemTime::UNIX_EPOCH - d }
 }
 
 /// Whether the previous session's server had live555's stale-TCP-session bug: then new
@@ -183,22 +248,34 @@ pub(super) async fn run(
     let mut clock = WallClock::default();
     let mut gate = KeyGate::default();
     let stall = ctx.timeouts.stall;
+    // The stall deadline runs from the last *video frame*, not the last item: a server whose
+    // video ended (GStreamer's at the end of a clip, a camera whose encoder froze) can keep the
+    // session alive with RTCP sender reports every 5 s or so, and a timeout per item never fired.
+    let mut last_video = tokio::time::Instant::now();
+    let mut other_items = 0u64;
     let end = loop {
         let item = tokio::select! {
             biased;
             _ = ctx.token.cancelled() => break SessionEnd::Cancelled,
             r = handle.exited() => break SessionEnd::Failed(ctx.decoder_failure(r)),
-            item = tokio::time::timeout(stall, demuxed.next()) => item,
+            item = tokio::time::timeout_at(last_video + stall, demuxed.next()) => item,
         };
         let frame = match item {
-            Err(_) => break SessionEnd::Stalled { after: stall },
+            Err(_) => break SessionEnd::Stalled { after: stall, other_items },
             Ok(None) => break SessionEnd::EndOfStream,
             Ok(Some(Err(source))) => {
                 break SessionEnd::Failed(CameraError::Rtsp { stage: "stream", url, source });
             }
             Ok(Some(Ok(CodecItem::VideoFrame(f)))) => f,
-            Ok(Some(Ok(_))) => continue, // RTCP, other media
+            Ok(Some(Ok(other))) => {
+                // RTCP, other media.
+                tracing::trace!(item = item_kind(&other), "Non-video item.");
+                other_items += 1;
+                continue;
+            }
         };
+        last_video = tokio::time::Instant::now();
+        other_items = 0;
         ctx.stats.frames_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = frame.is_random_access_point();
         if frame.loss() > 0 {
@@ -226,6 +303,16 @@ pub(super) async fn run(
     drop(demuxed);
     ctx.close_decoder(handle).await;
     end
+}
+
+fn item_kind(item: &CodecItem) -> &'static str {
+    match item {
+        CodecItem::VideoFrame(_) => "video",
+        CodecItem::AudioFrame(_) => "audio",
+        CodecItem::MessageFrame(_) => "message",
+        CodecItem::Rtcp(_) => "rtcp",
+        _ => "other",
+    }
 }
 
 /// The outcome of one bounded RTSP request.
@@ -264,24 +351,77 @@ mod tests {
     use super::*;
     use std::num::NonZeroU32;
 
+    fn at(w0: SystemTime, ms: i64) -> SystemTime {
+        if ms >= 0 { w0 + Duration::from_millis(ms as u64) } else { w0 - Duration::from_millis(-ms as u64) }
+    }
+
     #[test]
-    fn rtp_time_maps_to_wall_time_from_the_first_frame() {
+    fn capture_times_keep_the_camera_spacing_from_the_fastest_frame() {
         let rate = NonZeroU32::new(90_000).unwrap();
-        let ts = |t: i64| retina::Timestamp::new(t, rate, 1_000).unwrap();
+        let ts = |ms: i64| retina::Timestamp::new(10_000 + ms * 90, rate, 1_000).unwrap();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let us = Duration::from_micros(1);
+        let mut c = WallClock::default();
+        // The first frame came 300 ms late (a server's preroll): anchored on it for now.
+        assert_eq!(c.capture_time(ts(0), at(w0, 300)), at(w0, 300));
+        // The next ones come 20 ms after capture: the origin drops to theirs, but they were shown
+        // after the first frame, so until the camera's time passes its stamp they are squeezed
+        // just behind it, in order.
+        assert_eq!(c.capture_time(ts(40), at(w0, 60)), at(w0, 300) + us);
+        assert_eq!(c.capture_time(ts(80), at(w0, 100)), at(w0, 300) + 2 * us);
+        // From then on every frame is stamped from the fastest one, whatever jitter its own
+        // arrival had.
+        assert_eq!(c.capture_time(ts(320), at(w0, 340)), at(w0, 340));
+        assert_eq!(c.capture_time(ts(360), at(w0, 420)), at(w0, 380));
+        // A B-frame shown before the frame sent ahead of it.
+        assert_eq!(c.capture_time(ts(340), at(w0, 425)), at(w0, 360));
+        // Nothing is ever stamped after it arrived.
+        for (rtp, rx) in [(400, 430), (440, 460), (480, 500)] {
+            assert!(c.capture_time(ts(rtp), at(w0, rx)) <= at(w0, rx));
+        }
+    }
+
+    #[test]
+    fn capture_times_follow_presentation_order_while_the_origin_drops() {
+        let rate = NonZeroU32::new(90_000).unwrap();
+        let ts = |ms: i64| retina::Timestamp::new(10_000 + ms * 90, rate, 1_000).unwrap();
         let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut c = WallClock::default();
-        assert_eq!(c.capture_time(ts(10_000), w0), w0);
-        // 3600 ticks at 90 kHz = 40 ms later, whatever the (jittery) receive time says.
-        assert_eq!(c.capture_time(ts(13_600), w0 + Duration::from_secs(5)), w0 + Duration::from_millis(40));
-        // A B-frame shown before the anchor.
-        assert_eq!(c.capture_time(ts(6_400), w0), w0 - Duration::from_millis(40));
-        // A frame whose clock runs ahead of its arrival (the stream fell behind): it was captured
-        // no later than it arrived, and the next frames keep their spacing from it.
-        let late = w0 + Duration::from_secs(10);
-        assert_eq!(c.capture_time(ts(10_000 + 90_000 * 20), late), late);
+        // Decode order I0 P3 B1 B2: the key frame 100 ms late, the rest on time behind it.
+        let i0 = c.capture_time(ts(0), at(w0, 100));
+        let p3 = c.capture_time(ts(120), at(w0, 125));
+        let b1 = c.capture_time(ts(40), at(w0, 130));
+        let b2 = c.capture_time(ts(80), at(w0, 135));
+        assert_eq!(p3, at(w0, 125), "P3 lowers the origin to 5 ms");
+        assert!(i0 < b1 && b1 < b2 && b2 < p3, "{i0:?} {b1:?} {b2:?} {p3:?}");
+        // From then on, the camera's spacing exactly.
+        assert_eq!(c.capture_time(ts(240), at(w0, 250)), at(w0, 245));
+        assert_eq!(c.capture_time(ts(160), at(w0, 252)), at(w0, 165));
+    }
+
+    #[test]
+    fn capture_times_follow_the_camera_clock_when_it_jumps() {
+        let rate = NonZeroU32::new(90_000).unwrap();
+        let ts = |ms: i64| retina::Timestamp::new(1_000_000 + ms * 90, rate, 1_000).unwrap();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut c = WallClock::default();
+        assert_eq!(c.capture_time(ts(0), at(w0, 20)), at(w0, 20));
+        // Forward by 60 s: the new bound is smaller, taken at once.
+        assert_eq!(c.capture_time(ts(60_040), at(w0, 60)), at(w0, 60));
+        assert_eq!(c.capture_time(ts(60_080), at(w0, 100)), at(w0, 100));
+        // Back by 10 s: frames look 10 s late. A short stretch of late frames is not taken for a
+        // jump: they keep the old origin (so they are stamped before they arrived)...
+        assert!(c.capture_time(ts(50_120), at(w0, 140)) < at(w0, 140));
+        // ...until it lasts REANCHOR_AFTER, then the clock re-anchors on the late frames.
+        let mut last = SystemTime::UNIX_EPOCH;
+        for i in 1..=80 {
+            last = c.capture_time(ts(50_120 + i * 40), at(w0, 140 + i * 40));
+        }
+        assert_eq!(last, at(w0, 140 + 80 * 40));
+        // A single late frame afterwards (a loaded machine) keeps the spacing.
         assert_eq!(
-            c.capture_time(ts(10_000 + 90_000 * 21), late + Duration::from_secs(5)),
-            late + Duration::from_secs(1)
+            c.capture_time(ts(50_120 + 81 * 40), at(w0, 140 + 81 * 40 + 1_500)),
+            at(w0, 140 + 81 * 40)
         );
     }
 

@@ -97,7 +97,9 @@ impl CameraTask {
                 SessionEnd::EndOfStream => {
                     tracing::warn!(?delay, "The server ended the stream; reconnecting.")
                 }
-                SessionEnd::Stalled { after } => tracing::warn!(?after, ?delay, "No frames; reconnecting."),
+                SessionEnd::Stalled { after, other_items } => {
+                    tracing::warn!(?after, other_items, ?delay, "No video frames; reconnecting.")
+                }
                 SessionEnd::Failed(e) => {
                     tracing::warn!(error = %error_chain(e), ?delay, "Camera session failed; retrying.")
                 }

@@ -193,6 +193,35 @@ pub fn franck_minute() -> VideoClip {
     }
 }
 
+/// [`franck_short`]: length of the clip in seconds.
+pub const SHORT_SECONDS: f32 = 12.0;
+
+/// [`SHORT_SECONDS`] of Franck talking from `from` seconds into the source, 640x480 H.264
+/// without B-frames: a camera clip that ends soon when played once.
+pub fn franck_short(from: f32) -> VideoClip {
+    VideoClip {
+        name: "video-franck-short",
+        panes: vec![vec![Segment::new(FRANCK, from, SHORT_SECONDS)]],
+        ..franck_minute()
+    }
+}
+
+/// [`franck_enters`]: Franck appears at this second of the clip.
+pub const ENTERS_AT: f32 = 4.0;
+
+/// Nobody (Franck's empty blue screen, as in [`franck_gap`]) for [`ENTERS_AT`] s, then Franck
+/// talking for 16 s. 640x480 H.264 without B-frames.
+pub fn franck_enters() -> VideoClip {
+    VideoClip {
+        name: "video-franck-enters",
+        panes: vec![vec![
+            Segment::new(FRANCK, 40.0, ENTERS_AT).cropped(0, 0, 70, 56),
+            Segment::new(FRANCK, 0.0, 16.0),
+        ]],
+        ..franck_minute()
+    }
+}
+
 /// [`franck_gap`]: Franck leaves at this second of the clip.
 pub const GAP_LEAVES: f32 = 8.0;
 /// [`franck_gap`]: Franck is back from this second of the clip.

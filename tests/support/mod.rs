@@ -74,12 +74,17 @@ pub fn photo(name: &str) -> PathBuf {
 /// The sum of every sample of `family` on the `/metrics` of the process serving `admin` (0 when
 /// it does not answer).
 pub fn metric_sum(admin: std::net::SocketAddr, family: &str) -> f64 {
+    metric_sum_where(admin, family, "")
+}
+
+/// [`metric_sum`] over the samples whose line contains `label` (e.g. `camera="door"`).
+pub fn metric_sum_where(admin: std::net::SocketAddr, family: &str, label: &str) -> f64 {
     let body = ureq::get(&format!("http://{admin}/metrics"))
         .call()
         .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
         .unwrap_or_default();
     body.lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -24,6 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct RtspServer {
     port: u16,
     mounts: Vec<(String, PathBuf)>,
+    /// Options before the port: `--loop`, `--freeze-after S`.
+    options: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -31,14 +33,31 @@ pub struct RtspServer {
 
 impl RtspServer {
     /// Starts a server on a free port with each `(mount, file)` at `rtsp://127.0.0.1:<port>/<mount>`
-    /// and waits until it listens.
+    /// and waits until it listens. Each clip plays once; then the session stays open with no more
+    /// video, as a camera that froze.
     pub fn start(mounts: &[(&str, &Path)]) -> RtspServer {
+        Self::start_with(mounts, &[])
+    }
+
+    /// [`RtspServer::start`], but each clip replays without end, as a live camera.
+    pub fn start_looping(mounts: &[(&str, &Path)]) -> RtspServer {
+        Self::start_with(mounts, &["--loop".into()])
+    }
+
+    /// [`RtspServer::start`], but the video of each session stops after `after` while the
+    /// session stays open and RTCP goes on, as from a camera whose encoder hung.
+    pub fn start_freezing(mounts: &[(&str, &Path)], after: Duration) -> RtspServer {
+        Self::start_with(mounts, &["--freeze-after".into(), after.as_secs_f64().to_string()])
+    }
+
+    fn start_with(mounts: &[(&str, &Path)], options: &[String]) -> RtspServer {
         check_gstreamer();
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir for the RTSP server log");
         let mut server = RtspServer {
             port,
             mounts: mounts.iter().map(|(m, f)| (m.to_string(), f.to_path_buf())).collect(),
+            options: options.to_vec(),
             child: None,
             log: dir.path().join("rtsp_server.log"),
             _dir: dir,
@@ -84,7 +103,7 @@ impl RtspServer {
         // again; retry while the script reports that it cannot listen.
         loop {
             let mut cmd = Command::new(PYTHON);
-            cmd.arg(&script).arg(self.port.to_string());
+            cmd.arg(&script).args(&self.options).arg(self.port.to_string());
             for (mount, file) in &self.mounts {
                 cmd.arg(format!("{mount}={}", file.display()));
             }
@@ -146,7 +165,7 @@ impl Drop for RtspServer {
 fn check_gstreamer() {
     let probe = "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); \
                  from gi.repository import Gst, GstRtspServer; Gst.init(None); \
-                 missing = [e for e in ('qtdemux', 'h264parse', 'rtph264pay') if Gst.ElementFactory.find(e) is None]; \
+                 missing = [e for e in ('qtdemux', 'h264parse', 'rtph264pay', 'appsrc', 'appsink') if Gst.ElementFactory.find(e) is None]; \
                  assert not missing, missing";
     let out = Command::new(PYTHON).args(["-c", probe]).output();
     match out {
