@@ -54,9 +54,9 @@ impl Env {
         self.ok(&args)
     }
 
-    /// `identify` on files; one parsed JSON line per face.
+    /// `identify --local` on files (no worker runs here); one parsed JSON line per face.
     fn identify(&self, files: &[&Path]) -> Vec<Value> {
-        let mut args = vec!["identify".to_owned()];
+        let mut args = vec!["identify".to_owned(), "--local".to_owned()];
         args.extend(files.iter().map(|f| f.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ok(&args).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
@@ -158,7 +158,7 @@ fn bad_photos_get_clear_errors_and_the_rest_is_still_answered() {
     std::fs::write(&huge, claim_size(&good, 20000, 20000)).unwrap();
 
     let files = [corrupt.as_path(), text_file.as_path(), huge.as_path()];
-    let mut args = vec!["identify".to_owned()];
+    let mut args = vec!["identify".to_owned(), "--local".to_owned()];
     args.extend(files.iter().map(|f| f.display().to_string()));
     args.push(photo("biden.jpg").display().to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
