@@ -135,7 +135,7 @@ fn enroll_refuses_photos_without_exactly_one_usable_face() {
     let out = env.redeye(&args);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    assert!(msg.contains("faces.jpg: refused: 3 faces found"), "{msg}");
+    assert!(msg.contains("faces.jpg: refused: 3 usable faces found (face 1 at ("), "{msg}");
     assert!(msg.contains("skullmask.jpg: refused: no face found"), "{msg}");
     assert!(msg.contains("enrolled nothing: 2 of 3 photos refused"), "{msg}");
     assert!(env.ok(&["gallery"]).starts_with("0 people"), "nothing may be enrolled");
