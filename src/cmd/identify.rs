@@ -85,7 +85,8 @@ enum Misses {
     /// In this process (`--local`).
     Local(Option<Recognizer>),
     /// By the group's recognition workers.
-    Workers(Option<remote::Remote>),
+    /// (Boxed: its detector and connections make it by far the larger variant.)
+    Workers(Option<Box<remote::Remote>>),
 }
 
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
@@ -136,9 +137,9 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
             Misses::Workers(client) => {
                 let client = match client {
                     Some(c) => c,
-                    None => {
-                        client.insert(remote::Remote::new(&config, &bus, &group.name, args.timeout).await?)
-                    }
+                    None => client.insert(Box::new(
+                        remote::Remote::new(&config, &bus, &group.name, args.timeout).await?,
+                    )),
                 };
                 client.identify(photo, &bytes, version).await
             }
