@@ -75,8 +75,10 @@ impl Env {
 fn gated_faces(path: &Path) -> Vec<(BBox, Result<(), Rejection>)> {
     let img = image::open(path).unwrap().to_rgb8();
     let runtime = Runtime::init(Some(&ort_library())).unwrap_or_else(|e| panic!("{e}"));
-    let spec = DetectorSpec { model: repo().join("models/face_detection_yunet_2023mar.onnx"), ..Default::default() };
-    let mut detector = YuNet::load(runtime, spec, &SessionOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let spec =
+        DetectorSpec { model: repo().join("models/face_detection_yunet_2023mar.onnx"), ..Default::default() };
+    let mut detector =
+        YuNet::load(runtime, spec, &SessionOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let gate = QualityGate::new(QualitySpec::default());
     let faces = detector.detect(&img).unwrap();
     faces
@@ -160,13 +162,19 @@ fn two_clear_faces_are_refused_with_their_boxes_or_the_largest_enrolled() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     // Each face's box and size, as the detector sees them, the larger first.
     let list = format!("face 1 {}, face 2 {}", listed(&faces[0].0), listed(&faces[1].0));
-    assert!(said.contains(&format!("both.jpg: refused: 2 usable faces found ({list})")), "`{list}` in:\n{said}");
+    assert!(
+        said.contains(&format!("both.jpg: refused: 2 usable faces found ({list})")),
+        "`{list}` in:\n{said}"
+    );
     assert!(said.contains("pass --largest to enrol the largest"), "{said}");
     assert!(env.gallery().starts_with("0 people"), "nothing may be enrolled");
 
     let out = env.ok(&["enroll", "--name", "Barack Obama", "--largest", both.to_str().unwrap()]);
     let said = text(&out);
-    assert!(said.contains(&format!("2 usable faces: enrolled the largest, {}", listed(&faces[0].0))), "{said}");
+    assert!(
+        said.contains(&format!("2 usable faces: enrolled the largest, {}", listed(&faces[0].0))),
+        "{said}"
+    );
     assert!(said.contains("enrolled Barack Obama (barack-obama) from 1 photo"), "{said}");
     assert_eq!(env.who(&photo("obama2.jpg")), "barack-obama");
     assert_ne!(env.who(&photo("cage2_crop.jpg")), "barack-obama");
