@@ -1,7 +1,8 @@
 //! `identify` as the seed article's client (issue 14, item 5), against a real Redis, the real
 //! models and real `redeye recognize` processes: a miss is detected and aligned here and
 //! recognised by a worker through the group's faces stream and a reply list; the second ask
-//! comes from `image:<md5>`. With no worker it fails at once and says what to start; a worker
+//! comes from `image:<md5>`; a request the worker dead-letters is answered with the reason. With
+//! no worker it fails at once and says what to start; a worker
 //! that does not answer makes it time out, say so, and withdraw its request; `--local`
 //! recognises in the process, with no worker.
 
@@ -139,6 +140,28 @@ fn identify_is_answered_by_a_recognize_process_then_from_the_cache() {
     assert!(group.iter().all(|l| l["person"]["id"] != "barack-obama"), "{group:?}");
     worker.assert_running();
     assert!(!worker.log_text().contains("Dead-lettered"), "{}", worker.log_text());
+
+    // A client cropping for another recogniser: the worker dead-letters its entry and says why
+    // on the reply list, so the client hears it at once instead of at its timeout.
+    let other_dir = env.dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = TestConfig::new(PREFIX)
+        .redis(&env.redis)
+        .set("recognizer", "id", "other-model")
+        .group(Group::new("lobby").camera(Camera::unused("door")))
+        .write(&other_dir);
+    let started = Instant::now();
+    let out = run_redeye(&other, &["identify", "--timeout", "30", photo("cage.jpg").to_str().unwrap()]);
+    let took = started.elapsed();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("the workers could not recognise face 0: dead-lettered: entry for model `other-model`"),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(20), "the answer came at the timeout ({took:?}), not at once");
+    assert_eq!(env.xlen(&format!("{PREFIX}:{{lobby}}:dead")), 1);
+    worker.assert_running();
 }
 
 #[test]
