@@ -2,9 +2,9 @@
 //! models and real `redeye recognize` processes: a miss is detected and aligned here and
 //! recognised by a worker through the group's faces stream and a reply list; the second ask
 //! comes from `image:<md5>`; a request the worker dead-letters is answered with the reason. With
-//! no worker it fails at once and says what to start; a worker
-//! that does not answer makes it time out, say so, and withdraw its request; `--local`
-//! recognises in the process, with no worker.
+//! no worker it fails at once and says what to start; a worker that does not answer makes it
+//! time out, say so, and withdraw its request; `--local` recognises in the process, with no
+//! worker.
 
 mod support;
 
