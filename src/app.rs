@@ -77,6 +77,14 @@ pub fn face_pipeline(config: &Config) -> anyhow::Result<FacePipeline> {
     Ok(FacePipeline::new(Box::new(detector), QualityGate::new(config.quality.clone()), Box::new(embedder)))
 }
 
+/// The detector and quality gate as configured, without the recogniser: for a client that
+/// has the recognition workers embed its crops (`identify`).
+pub fn detector(config: &Config) -> anyhow::Result<(YuNet, QualityGate)> {
+    let runtime = Runtime::init(Some(&config.runtime.onnxruntime))?;
+    let detector = YuNet::load(runtime, config.detector.clone(), &session_options(config))?;
+    Ok((detector, QualityGate::new(config.quality.clone())))
+}
+
 /// Completes on the first SIGINT or SIGTERM, for a graceful shutdown; a second signal exits at
 /// once (an operator who presses Ctrl-C twice means it). The shutdown a role runs with.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {

@@ -9,7 +9,8 @@
 //!   the per-group detection pool that turns frames into hashed face crops.
 //! - [`vision`]: ONNX Runtime loading, YuNet detection, the quality gate, 5-point alignment,
 //!   embedding (SFace by default; any recogniser described by data).
-//! - [`recognize`]: the gallery in Redis (enrol, forget, list) and matching.
+//! - [`recognize`]: the gallery in Redis (enrol, forget, list), matching, the workers, and
+//!   recognition on request (`identify`'s crops answered on a reply list).
 //! - [`track`]: visits: the per-camera SORT-style face tracker, face quality, and the best-shot
 //!   policy that sends only a track's best crops.
 //! - [`ingest`]: the Redis hand-off of face crops: cache lookup, then an event or an XADD.

@@ -54,9 +54,9 @@ impl Env {
         self.ok(&args)
     }
 
-    /// `identify` on files; one parsed JSON line per face.
+    /// `identify --local` on files (no worker runs here); one parsed JSON line per face.
     fn identify(&self, files: &[&Path]) -> Vec<Value> {
-        let mut args = vec!["identify".to_owned()];
+        let mut args = vec!["identify".to_owned(), "--local".to_owned()];
         args.extend(files.iter().map(|f| f.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ok(&args).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
@@ -135,7 +135,7 @@ fn enroll_refuses_photos_without_exactly_one_usable_face() {
     let out = env.redeye(&args);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    assert!(msg.contains("faces.jpg: refused: 3 faces found"), "{msg}");
+    assert!(msg.contains("faces.jpg: refused: 3 usable faces found (face 1 at ("), "{msg}");
     assert!(msg.contains("skullmask.jpg: refused: no face found"), "{msg}");
     assert!(msg.contains("enrolled nothing: 2 of 3 photos refused"), "{msg}");
     assert!(env.ok(&["gallery"]).starts_with("0 people"), "nothing may be enrolled");
@@ -158,7 +158,7 @@ fn bad_photos_get_clear_errors_and_the_rest_is_still_answered() {
     std::fs::write(&huge, claim_size(&good, 20000, 20000)).unwrap();
 
     let files = [corrupt.as_path(), text_file.as_path(), huge.as_path()];
-    let mut args = vec!["identify".to_owned()];
+    let mut args = vec!["identify".to_owned(), "--local".to_owned()];
     args.extend(files.iter().map(|f| f.display().to_string()));
     args.push(photo("biden.jpg").display().to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

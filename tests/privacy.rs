@@ -132,7 +132,9 @@ fn forget_leaves_nothing_naming_the_person_after_a_run_and_identify() {
         .collect();
     assert!(acked.is_empty(), "acknowledged entries still in {faces}: {acked:?}");
 
-    let out = run_redeye(&config, &["identify", support::photo("franck_02221.jpg").to_str().unwrap()]);
+    // The workers stopped with `run`: recognised in this process.
+    let out =
+        run_redeye(&config, &["identify", "--local", support::photo("franck_02221.jpg").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"id\":\"franck\""), "{out:?}");
 
     let before = naming(&[&redis], FRANCK.as_bytes());

@@ -61,6 +61,14 @@ impl Keys {
         format!("{}:{{{group}}}:track:{track_id}", self.prefix)
     }
 
+    /// `<prefix>:{<group>}:reply:<id>`: a list where the group's workers push their answers to
+    /// one `identify` request (see [`crate::recognize::request`]); a short TTL, and emptied
+    /// (so deleted) as the client reads it. It shares the faces stream's hash tag: the request
+    /// and its answers live on the group's node.
+    pub fn reply(&self, group: &str, request_id: &str) -> String {
+        format!("{}:{{{group}}}:reply:{request_id}", self.prefix)
+    }
+
     /// `<image_prefix>:<md5>`: the cached recognition result of one crop (JSON, with a TTL).
     /// The seed article's key; it carries no hash tag, so results spread over a Cluster.
     pub fn image(&self, md5_hex: &str) -> String {
@@ -181,6 +189,7 @@ mod tests {
         assert_eq!(keys.faces("lobby"), "redeye:{lobby}:faces");
         assert_eq!(keys.dead("lobby"), "redeye:{lobby}:dead");
         assert_eq!(keys.track("lobby", "door:1700000000000:3"), "redeye:{lobby}:track:door:1700000000000:3");
+        assert_eq!(keys.reply("lobby", "r1"), "redeye:{lobby}:reply:r1");
         assert_eq!(keys.image("abc"), "image:abc");
         assert_eq!(keys.people(), "redeye:{gallery}:people");
         assert_eq!(keys.embeddings("p1"), "redeye:{gallery}:emb:p1");

@@ -5,7 +5,7 @@
 //! - [`Bus`] holds the connections: [`Bus::group`] for a camera group's faces stream, dead
 //!   letters and result cache; [`Bus::shared`] for the gallery and the events.
 //! - [`Keys`] names every key, stream and channel (the Redis contract in the README).
-//! - [`streams`], [`cache`] and [`events`] are typed helpers over a [`RedisConn`].
+//! - [`streams`], [`cache`], [`events`] and [`replies`] are typed helpers over a [`RedisConn`].
 //!
 //! With named nodes each group's keys live on its own node; with one server, Sentinel or a
 //! Cluster everything goes through one (cluster-aware) connection, and the `{<group>}` hash
@@ -17,6 +17,7 @@ mod error;
 pub mod events;
 mod keys;
 mod pubsub;
+pub mod replies;
 mod reply;
 pub mod streams;
 mod topology;

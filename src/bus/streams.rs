@@ -188,6 +188,21 @@ pub async fn ack<S: AsRef<str>>(
     invocation.invoke_async(conn).await.map_err(|e| conn.error(format!("XACK+XDEL {key} {group}"), e))
 }
 
+/// Deletes `ids` from the stream without acknowledging them: a client withdrawing requests
+/// nobody answered. One still pending in a group stays in its pending list until a worker
+/// acks or claims it (XAUTOCLAIM then reports it deleted). Returns how many were deleted.
+pub async fn delete<S: AsRef<str>>(conn: &mut RedisConn, key: &str, ids: &[S]) -> Result<u64, BusError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut cmd = redis::cmd("XDEL");
+    cmd.arg(key);
+    for id in ids {
+        cmd.arg(id.as_ref());
+    }
+    cmd.query_async(conn).await.map_err(|e| conn.error(format!("XDEL {key}"), e))
+}
+
 /// One `XAUTOCLAIM` step.
 #[derive(Debug, Clone, Default)]
 pub struct AutoClaim {

@@ -1,9 +1,14 @@
 //! `redeye identify PHOTO...`: the seed article's client. The MD5 of the file's bytes keys the
-//! result in Redis (`image:<md5>`): a fresh cached result answers at once; otherwise the photo is
-//! recognised here, and the result cached with its TTL for next time.
+//! result in Redis (`image:<md5>`): a fresh cached result answers at once. Otherwise the photo's
+//! faces are detected and aligned here and their crops sent to the recognition workers through
+//! the group's faces stream ([`remote`]), or, with `--local`, recognised in this process; either
+//! way the result is cached with its TTL for next time.
+
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -18,15 +23,33 @@ use crate::recognize::gallery;
 use crate::recognize::matcher::Matcher;
 use crate::vision::{BBox, FacePipeline, ImageLimits, Verdict, decode_image_bytes, read_image_file};
 
+/// Longest `--timeout`: an hour is already a worker that is not coming.
+const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Photos to identify (JPEG or PNG).
     #[arg(required = true)]
     pub photos: Vec<PathBuf>,
-    /// The camera group whose Redis node holds the cache (matters only with named nodes;
-    /// default: the first group).
+    /// The camera group whose workers recognise the faces and whose Redis node holds the cache
+    /// (the node matters only with named nodes; default: the first group).
     #[arg(long)]
     pub group: Option<String>,
+    /// Recognise in this process (loads the recogniser and the gallery here) instead of
+    /// through the recognition workers (`redeye recognize` or `redeye run`).
+    #[arg(long)]
+    pub local: bool,
+    /// Seconds to wait for the workers' answers to a photo (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout, conflicts_with = "local")]
+    pub timeout: Duration,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+        return Err(format!("{s} s: the timeout must be above 0 and at most {MAX_TIMEOUT_SECS} s"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// One output line: one face of one photo.
@@ -56,6 +79,16 @@ struct Recognizer {
     matcher: Matcher,
 }
 
+/// How the misses are recognised; each loaded on the first miss only, so a run answered wholly
+/// from the cache loads no model.
+enum Misses {
+    /// In this process (`--local`).
+    Local(Option<Recognizer>),
+    /// By the group's recognition workers.
+    /// (Boxed: its detector and connections make it by far the larger variant.)
+    Workers(Option<Box<remote::Remote>>),
+}
+
 pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let config = app::load_config(&common.config)?;
     let group = match &args.group {
@@ -71,7 +104,12 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
     let mut shared = bus.shared();
     let model = config.recognizer.id.clone();
     let version = gallery::version(&mut shared, bus.keys()).await?;
-    let mut recognizer: Option<Recognizer> = None;
+    let finisher = recognition::Finisher::new(
+        bus.clone(),
+        config.redis.cache_ttl_secs,
+        recognition::Finisher::events_cap(&config),
+    );
+    let mut misses = if args.local { Misses::Local(None) } else { Misses::Workers(None) };
     let mut failed = 0;
     for photo in &args.photos {
         let bytes = match read_photo(photo) {
@@ -88,23 +126,37 @@ pub async fn run(common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
             print_result(photo, &md5, &hit, true)?;
             continue;
         }
-        let rec = match &mut recognizer {
-            Some(r) => r,
-            None => recognizer.insert(load_recognizer(&config, &mut shared, &bus).await?),
+        let answer = match &mut misses {
+            Misses::Local(rec) => {
+                let rec = match rec {
+                    Some(r) => r,
+                    None => rec.insert(load_recognizer(&config, &mut shared, &bus).await?),
+                };
+                recognize(rec, photo, &bytes, &model, version).map(|r| (r, true))
+            }
+            Misses::Workers(client) => {
+                let client = match client {
+                    Some(c) => c,
+                    None => client.insert(Box::new(
+                        remote::Remote::new(&config, &bus, &group.name, args.timeout).await?,
+                    )),
+                };
+                client.identify(photo, &bytes, version).await
+            }
         };
-        match recognize(rec, photo, &bytes, &model, version) {
-            Ok(result) => {
-                let finisher = recognition::Finisher::new(
-                    bus.clone(),
-                    config.redis.cache_ttl_secs,
-                    recognition::Finisher::events_cap(&config),
-                );
-                finisher
-                    .cache(&mut cache, &md5, &result, &Default::default())
-                    .await
-                    .with_context(|| format!("caching the result under {key}"))?;
+        match answer {
+            Ok((result, cacheable)) => {
+                // Answers made with different gallery versions (an enrolment while they were
+                // made) have no one version to be fresh at: printed, not cached.
+                if cacheable {
+                    finisher
+                        .cache(&mut cache, &md5, &result, &Default::default())
+                        .await
+                        .with_context(|| format!("caching the result under {key}"))?;
+                }
                 print_result(photo, &md5, &result, false)?;
             }
+            Err(e) if e.is::<remote::WorkersUnavailable>() => return Err(e),
             Err(e) => {
                 eprintln!("{e:#}");
                 failed += 1;

@@ -72,13 +72,13 @@ pub enum Command {
     Bench(bench::Args),
     /// Parse and validate the configuration, then print a summary (or every error).
     CheckConfig(check_config::Args),
-    /// Add a person to the gallery from photos of them (one face per photo).
+    /// Add a person to the gallery from photos of them, or everyone of a folder of folders (--dir).
     Enroll(enroll::Args),
     /// Remove a person everywhere: gallery, cached results, track records, events, visitors.
     Forget(forget::Args),
     /// List the enrolled people.
     Gallery(gallery::Args),
-    /// Recognise the faces in photos: answered from the Redis cache when seen before.
+    /// Recognise the faces in photos: from the Redis cache when seen before, else by the workers.
     Identify(identify::Args),
     /// Pull cameras, detect faces, and hand the crops to Redis.
     Ingest(ingest::Args),

@@ -15,6 +15,7 @@ use crate::bus::streams::StreamCap;
 use crate::bus::{Bus, BusError, Keys, RedisConn};
 use crate::config::Config;
 use crate::instrument::unix_millis;
+use crate::recognize::request::REPLY_TTL_SECS;
 
 /// Keys measured with `MEMORY USAGE` per family; the family's memory is extrapolated from them.
 const MEMORY_SAMPLE: usize = 100;
@@ -65,6 +66,7 @@ enum Kind {
     DeadLetters,
     Events,
     Tracks,
+    Replies,
     Visitors,
     VisitorBookkeeping,
     Other,
@@ -91,6 +93,7 @@ impl Kind {
             Kind::DeadLetters => "dead letters",
             Kind::Events => "events",
             Kind::Tracks => "tracks",
+            Kind::Replies => "identify replies",
             Kind::Visitors => "visitors",
             Kind::VisitorBookkeeping => "visitor index and log",
             Kind::Other => "other",
@@ -125,6 +128,7 @@ impl Kind {
                 what: "[redis] events_stream_maxlen, [retention] events_secs",
             },
             Kind::Tracks => Rule::Ttl { secs: l.record_ttl_secs, what: "[tracking] record_ttl_secs" },
+            Kind::Replies => Rule::Ttl { secs: REPLY_TTL_SECS, what: "fixed; deleted once read" },
             Kind::Visitors => Rule::Ttl { secs: l.visitor_ttl_secs, what: "[visitors] ttl_secs" },
             Kind::VisitorBookkeeping => {
                 Rule::Report("ids and times only; swept and capped by the visitor script")
@@ -155,6 +159,7 @@ impl Kind {
                 Some("faces") => return Kind::Faces,
                 Some("dead") => return Kind::DeadLetters,
                 Some(r) if r.starts_with("track:") => return Kind::Tracks,
+                Some(r) if r.starts_with("reply:") => return Kind::Replies,
                 _ => {}
             }
         }
@@ -391,6 +396,7 @@ mod tests {
         assert_eq!(of("redeye:{lobby}:faces"), Kind::Faces);
         assert_eq!(of("redeye:{lobby}:dead"), Kind::DeadLetters);
         assert_eq!(of("redeye:{lobby}:track:door:1:2"), Kind::Tracks);
+        assert_eq!(of("redeye:{lobby}:reply:42-abc"), Kind::Replies);
         assert_eq!(of("redeye:{visitors}:v:v-1"), Kind::Visitors);
         assert_eq!(of("redeye:{visitors}:shot:v-1"), Kind::Visitors);
         assert_eq!(of("redeye:{visitors}:index"), Kind::VisitorBookkeeping);

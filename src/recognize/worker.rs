@@ -2,6 +2,9 @@
 //! group, embeds and matches each crop, caches the result, then either folds it into its
 //! track's record and publishes the visit events that decided (a shot of a track), or
 //! publishes a per-face event (an untracked crop, or with `[events] faces = true`), then acks.
+//! An entry carrying a `reply` field is a client's request (`identify`), not a camera's face:
+//! its result is cached and pushed to the request's reply list, and nothing else (no track, no
+//! event, no visitor); see [`super::request`].
 //!
 //! Nothing lost: an entry is acked only after its result is cached, folded, and its events are
 //! in the events stream, so a worker that dies mid-batch leaves its entries pending; another worker
@@ -28,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::embed_service::EmbedService;
 use super::gallery::{GalleryError, LiveGallery};
 use super::matcher::MatchError;
+use super::request::{self, Reply};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::bus::streams::StreamCap;
 use crate::bus::{Bus, BusError, CONSUMER_GROUP, RedisConn, StreamEntry, streams};
@@ -340,7 +344,8 @@ impl RecognitionWorker {
         } else {
             HashMap::new()
         };
-        let mut good: Vec<(StreamEntry, FaceEntry, RgbImage)> = Vec::with_capacity(entries.len());
+        let mut good: Vec<(StreamEntry, FaceEntry, RgbImage, Option<String>)> =
+            Vec::with_capacity(entries.len());
         for entry in entries {
             let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
             if deliveries > self.settings.max_deliveries {
@@ -349,7 +354,7 @@ impl RecognitionWorker {
                 continue;
             }
             match self.parse(&entry) {
-                Ok((face, crop)) => good.push((entry, face, crop)),
+                Ok((face, crop, reply)) => good.push((entry, face, crop, reply)),
                 Err(reason) => self.dead_letter(&mut conn, key, &entry, &reason).await?,
             }
         }
@@ -363,7 +368,7 @@ impl RecognitionWorker {
             .await
             .map_err(|e| WorkerError::from_gallery(&shared, e))?;
         self.stats.gallery_malformed.store(self.gallery.malformed(), Ordering::Relaxed);
-        let crops: Vec<RgbImage> = good.iter().map(|(_, _, c)| c.clone()).collect();
+        let crops: Vec<RgbImage> = good.iter().map(|(_, _, c, _)| c.clone()).collect();
         let started = Instant::now();
         let embedded = self.embed.embed(crops).await;
         self.stats.latency.observe(Stage::Embed, started.elapsed());
@@ -372,7 +377,7 @@ impl RecognitionWorker {
         let finisher = Finisher::new(self.bus.clone(), self.settings.cache_ttl_secs, self.settings.events);
         let model = self.embed.model_id();
         let mut ids = Vec::with_capacity(good.len());
-        for ((entry, face, _), embedding) in good.iter().zip(&embeddings) {
+        for ((entry, face, _, reply), embedding) in good.iter().zip(&embeddings) {
             let started = Instant::now();
             let m = matcher.best(embedding)?;
             self.stats.latency.observe(Stage::Match, started.elapsed());
@@ -386,7 +391,12 @@ impl RecognitionWorker {
                 FaceResult { bbox: None, person_id, name, score, rejected: None },
             );
             let track = visit::shot_track(entry);
-            if self.settings.face_events || track.is_none() {
+            if let Some(reply) = reply {
+                // A client's request: cached like any crop, then answered; not a sighting.
+                finisher.cache(&mut conn, &face.md5, &result, &self.stats.latency).await?;
+                let answer = Reply { md5: face.md5.clone(), result: Some(result.clone()), error: None };
+                request::send(&mut conn, self.bus.keys(), &self.group, reply, &answer).await?;
+            } else if self.settings.face_events || track.is_none() {
                 // Stream ids are unique per stream only; the group makes them unique everywhere.
                 let event_id = format!("{}:{}", self.group, entry.id);
                 let event = face_event(&event_id, face, &result.faces[0], model, false);
@@ -426,12 +436,19 @@ impl RecognitionWorker {
         Ok(())
     }
 
-    /// The entry's fields and its decoded crop, or why it is poison.
-    fn parse(&self, entry: &StreamEntry) -> Result<(FaceEntry, RgbImage), String> {
+    /// The entry's fields, its decoded crop and the request it answers (a client's entry), or
+    /// why it is poison.
+    fn parse(&self, entry: &StreamEntry) -> Result<(FaceEntry, RgbImage, Option<String>), String> {
         if entry.fields.is_empty() {
             return Err("entry was trimmed from the stream before it was recognised".into());
         }
         let face = crate::recognition::read_entry(&entry.fields).map_err(|e| e.to_string())?;
+        let reply = request::reply_id(entry)?.map(str::to_owned);
+        // A shot votes in its track; a request is answered and not a sighting. Both at once
+        // would leave the track waiting for a fold that never comes.
+        if reply.is_some() && visit::shot_track(entry).is_some() {
+            return Err(format!("an entry of a track cannot carry `{}`", request::REPLY_FIELD));
+        }
         // An entry names the stream it belongs in and the model it was cropped for; one that
         // does not match was written by something else (or misrouted): recognising it would
         // publish an event under the wrong group, or cache an answer by the wrong model.
@@ -457,7 +474,7 @@ impl RecognitionWorker {
         if crop.dimensions() != (size, size) {
             return Err(format!("crop is {}x{}, expected {size}x{size}", crop.width(), crop.height()));
         }
-        Ok((face, crop))
+        Ok((face, crop, reply))
     }
 
     /// Folds a shot's vote (or a failed shot) into its track's record, then publishes what that
@@ -562,6 +579,12 @@ impl RecognitionWorker {
         streams::dead_letter(conn, key, CONSUMER_GROUP, &dead, self.settings.dead, entry, reason).await?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         warn!(id = %entry.id, %reason, "Dead-lettered a stream entry.");
+        // A client waiting for this entry hears why now rather than at its timeout.
+        if let Ok(Some(reply)) = request::reply_id(entry) {
+            let md5 = entry.get_str("md5").unwrap_or_default().to_owned();
+            let answer = Reply { md5, result: None, error: Some(format!("dead-lettered: {reason}")) };
+            request::send(conn, self.bus.keys(), &self.group, reply, &answer).await?;
+        }
         Ok(())
     }
 
