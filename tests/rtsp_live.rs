@@ -173,6 +173,7 @@ fn time_to_name_is_true_when_the_first_frame_is_late() {
     // Detection, tracking, a Redis round trip, an embedding and the track script all come
     // between capture and event: tens of milliseconds at the very least.
     let time_to_name = arrived.event_ts as i64 - arrived.first_seen as i64;
+    eprintln!("named {time_to_name} ms after his first capture");
     assert!(
         (20..5_000).contains(&time_to_name),
         "named {time_to_name} ms after his first capture: {arrived:#?}"
