@@ -21,6 +21,7 @@ with OpenCV alone, with no tracking:
               bench machine, 4 cameras at 5 fps, 12 s windows, twice each (load average 7-11 from
               other work): threads finished 179 and 192 sampled frames, processes 153 and 175, and
               threads take less memory (545 MiB against 561 MiB Pss), so threads is the default.
+
 Real time: frame i of a camera should be captured at base + i/25 s, where base is the earliest
 read time minus i/25 over the whole run (the frame that came soonest). A sampled frame is late when
 its result is out more than 1 s after that; one late frame in the window fails the step, the
