@@ -60,6 +60,11 @@ pub struct PipelineArgs {
     /// Benchmark redeye alone, without the OpenCV peer.
     #[arg(long)]
     pub no_opencv: bool,
+    /// `[tracking] min_hits` of redeye's cameras.toml (default: the configuration's, 2): the
+    /// sampled frames a track needs before it sends a shot, which sets the floor of its
+    /// time-to-name (1/fps per extra frame).
+    #[arg(long)]
+    pub min_hits: Option<u32>,
 }
 
 /// Where clips, configs and logs go (made on first use, never committed).
@@ -100,11 +105,13 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
          clips: {}\n\
          a step fails on: redeye frames dropped as `replaced`/`backlog`; OpenCV a sampled frame done > 1 s \
          after capture; time-to-name p99 > {TTN_LIMIT_MS} ms; no visit named\n\
+         redeye: [tracking] min_hits {}\n\
          machine: {cores} CPUs, {} inference thread(s) per session/call, load average {} at start",
         if args.no_opencv { "--no-opencv".to_owned() } else { format!("{} mode", args.opencv_mode) },
         args.seconds,
         args.warmup,
         clips.iter().map(|c| format!("{} ({})", c.mount, c.what)).collect::<Vec<_>>().join(", "),
+        args.min_hits.map_or("2 (default)".to_owned(), |m| m.to_string()),
         args.threads,
         load_average(),
     );
@@ -433,6 +440,9 @@ impl Bench<'_> {
             abs("models/face_detection_yunet_2023mar.onnx"),
             abs("models/face_recognition_sface_2021dec_fp32.onnx"),
         );
+        if let Some(min_hits) = self.args.min_hits {
+            toml += &format!("\n[tracking]\nmin_hits = {min_hits}\n");
+        }
         for (g, cameras) in (0..n).collect::<Vec<_>>().chunks(CAMERAS_PER_GROUP).enumerate() {
             toml += &format!("\n[[group]]\nname = \"floor-{}\"\ndetect_threads = {}\n", g + 1, self.cores);
             for &i in cameras {
