@@ -1,5 +1,5 @@
 # redeye: the two commands of the README are `make demo` and `make test`; both run `setup` first.
-.PHONY: setup setup-opencv build test bench demo clean
+.PHONY: setup setup-opencv build test bench bench-pipeline demo clean
 
 # The ONNX Runtime library scripts/setup.sh fetches; tests and benches load it from here.
 export ORT_DYLIB_PATH ?= $(CURDIR)/third_party/onnxruntime/libonnxruntime.so
@@ -28,6 +28,11 @@ demo: build
 
 bench: setup-opencv
 	cargo run --release --locked -- bench vision
+
+# Live RTSP cameras one machine sustains through `redeye run` and through an OpenCV pipeline, at
+# 2 and 5 sampled fps (about 20 minutes on 2 cores; see the README's sizing section).
+bench-pipeline: setup-opencv
+	cargo run --release --locked -- bench pipeline
 
 clean:
 	cargo clean

@@ -9,6 +9,7 @@
 mod decode;
 mod measure;
 mod opencv;
+mod pipeline;
 mod visitors;
 mod workers;
 
@@ -47,6 +48,9 @@ pub enum What {
     /// Matching a track against 1k/10k/100k visitors in memory, the atomic resolve round trip,
     /// and Redis memory per visitor (starts its own redis-server).
     Visitors(visitors::VisitorsArgs),
+    /// Live RTSP cameras one machine sustains through `redeye run`, against an OpenCV pipeline
+    /// on the same streams, at 2 and 5 sampled fps (starts redis-server and the RTSP server).
+    Pipeline(pipeline::PipelineArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +82,7 @@ pub fn run(_common: &CommonArgs, args: Args) -> anyhow::Result<ExitCode> {
         What::Workers(args) => return workers::run(args),
         What::Decode(args) => return decode::run(args),
         What::Visitors(args) => return visitors::run(args),
+        What::Pipeline(args) => return pipeline::run(args),
     };
     anyhow::ensure!(args.seconds > 0.0 && args.seconds.is_finite(), "--seconds must be positive");
     anyhow::ensure!(args.threads.iter().all(|&t| t >= 1), "--threads must be at least 1");
