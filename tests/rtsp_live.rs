@@ -6,13 +6,12 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use redeye::visit::{AnyEvent, VisitEvent, VisitKind};
+use redeye::visit::{VisitEvent, VisitKind};
 use support::clips;
 use support::config::{Camera, Group, TestConfig};
 use support::process::{Process, enroll};
@@ -33,15 +32,7 @@ fn rtsp_group(group: &str, camera: &str, url: &str) -> Group {
 
 /// The visit events on the events stream, in order.
 fn visits(redis: &RedisServer) -> Vec<VisitEvent> {
-    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
-        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:events")).arg("-").arg("+"));
-    rows.into_iter()
-        .filter_map(|(id, f)| match AnyEvent::from_json(&f["event"]) {
-            Ok(AnyEvent::Visit(v)) => Some(v),
-            Ok(AnyEvent::Face(_)) => None,
-            Err(e) => panic!("event {id} does not parse: {e}"),
-        })
-        .collect()
+    redis.visit_events(PREFIX)
 }
 
 fn camera_metric(admin: SocketAddr, family: &str, camera: &str) -> f64 {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use redeye::visit::{AnyEvent, VisitEvent, VisitKind};
+use redeye::visit::{VisitEvent, VisitKind};
 use serde_json::Value as Json;
 use support::clips::{self, ClipSpec, Layout, Segment, VideoClip};
 use support::config::{Camera, Group, TestConfig};
@@ -44,15 +44,7 @@ fn camera(name: &str, clip: &Path) -> Camera {
 
 /// Every visit event on the events stream, in order.
 fn visits(redis: &RedisServer) -> Vec<VisitEvent> {
-    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
-        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:events")).arg("-").arg("+"));
-    rows.into_iter()
-        .filter_map(|(id, f)| match AnyEvent::from_json(&f["event"]) {
-            Ok(AnyEvent::Visit(v)) => Some(v),
-            Ok(AnyEvent::Face(_)) => None,
-            Err(e) => panic!("event {id} does not parse: {e}"),
-        })
-        .collect()
+    redis.visit_events(PREFIX)
 }
 
 fn of_kind(events: &[VisitEvent], kind: VisitKind) -> Vec<&VisitEvent> {

@@ -36,24 +36,12 @@ fn camera(clip: &VideoClip) -> Group {
 
 /// Every event on the events stream, in order.
 fn all_events(redis: &RedisServer) -> Vec<AnyEvent> {
-    let rows: Vec<(String, HashMap<String, Vec<u8>>)> =
-        redis.query(redis::cmd("XRANGE").arg(format!("{PREFIX}:events")).arg("-").arg("+"));
-    rows.into_iter()
-        .map(|(id, f)| {
-            AnyEvent::from_json(&f["event"]).unwrap_or_else(|e| panic!("event {id} does not parse: {e}"))
-        })
-        .collect()
+    redis.events(PREFIX)
 }
 
 /// The visit events, in order.
 fn visits(redis: &RedisServer) -> Vec<VisitEvent> {
-    all_events(redis)
-        .into_iter()
-        .filter_map(|e| match e {
-            AnyEvent::Visit(v) => Some(v),
-            AnyEvent::Face(_) => None,
-        })
-        .collect()
+    redis.visit_events(PREFIX)
 }
 
 fn of_kind(events: &[VisitEvent], kind: VisitKind) -> Vec<&VisitEvent> {

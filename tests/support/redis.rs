@@ -127,6 +127,29 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()))
     }
 
+    /// Every event on `<prefix>:events`, in order; panics on one that does not parse.
+    pub fn events(&self, prefix: &str) -> Vec<redeye::visit::AnyEvent> {
+        let rows: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> =
+            self.query(redis::cmd("XRANGE").arg(format!("{prefix}:events")).arg("-").arg("+"));
+        rows.into_iter()
+            .map(|(id, f)| {
+                redeye::visit::AnyEvent::from_json(&f["event"])
+                    .unwrap_or_else(|e| panic!("event {id} does not parse: {e}"))
+            })
+            .collect()
+    }
+
+    /// The visit events on `<prefix>:events`, in order.
+    pub fn visit_events(&self, prefix: &str) -> Vec<redeye::visit::VisitEvent> {
+        self.events(prefix)
+            .into_iter()
+            .filter_map(|e| match e {
+                redeye::visit::AnyEvent::Visit(v) => Some(v),
+                redeye::visit::AnyEvent::Face(_) => None,
+            })
+            .collect()
+    }
+
     /// Runs one command and returns its reply, panicking with the error otherwise.
     pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         cmd.query(&mut self.connection()).unwrap_or_else(|e| panic!("{cmd:?} on {}: {e}", self.url()))
