@@ -22,8 +22,8 @@
 //! below it.
 //!
 //! The camera's clock may jump: a server restarting its stream, a camera that resets its RTP
-//! clock. A jump forward (or a stream that falls behind its clock) gives a smaller bound, taken at
-//! once. A jump backward makes every later bound larger; a few late frames do too (a loaded
+//! clock. A jump forward (or a server sending faster than real time to catch up) gives a smaller
+//! bound, taken at once. A jump backward makes every later bound larger; a few late frames do too (a loaded
 //! machine), but not for long. So once every frame for [`REANCHOR_AFTER`] has come more than
 //! [`JUMP`] later than the kept bound says, the clock re-anchors on the smallest bound of those
 //! frames. Over a long session the camera clock drifts from ours by a few ppm (about 0.1 s a
