@@ -274,12 +274,7 @@ url = "rtsp://h/s"
 "#;
     let got = problems(body);
     for (line, path) in [(2, "retention.events_secs"), (3, "retention.dead_letters_secs")] {
-        let line = header_lines() + line;
-        assert!(
-            got.iter()
-                .any(|p| p.starts_with(&format!("{line}: {path}: ")) && p.contains("between 60 and 2592000")),
-            "no problem {line}: {path} in {got:#?}"
-        );
+        has_problem(&got, line, path, "between 60 and 2592000");
     }
     assert_eq!(got.len(), 2, "{got:#?}");
     let unknown = problems(

@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use super::load_average;
 use super::workers::Server;
+use crate::instrument::unix_millis;
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
@@ -503,9 +504,9 @@ impl Bench<'_> {
         // redeye's CPU is the run process's and redis-server's: Redis is part of the deployment.
         let redis_pid = redis_pid(&mut redis)?;
         let cpu = || anyhow::Ok(cpu_ticks(pid)? + cpu_ticks(redis_pid)?);
-        let (m0, cpu0, t0, w0) = (scrape(&admin)?, cpu()?, unix_ms(), Instant::now());
+        let (m0, cpu0, t0, w0) = (scrape(&admin)?, cpu()?, unix_millis(), Instant::now());
         std::thread::sleep(Duration::from_secs_f64(self.args.seconds));
-        let (m1, cpu1, t1, wall) = (scrape(&admin)?, cpu()?, unix_ms(), w0.elapsed());
+        let (m1, cpu1, t1, wall) = (scrape(&admin)?, cpu()?, unix_millis(), w0.elapsed());
         let (rss, hwm) = memory_kib(pid)?;
         let delta = |name: &str, label: Option<(&str, &str)>| sum(&m1, name, label) - sum(&m0, name, label);
         let dropped = "redeye_camera_frames_dropped_total";
@@ -614,10 +615,6 @@ impl Drop for Terminated {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn unix_ms() -> u64 {
-    crate::instrument::unix_millis()
 }
 
 /// `GET /metrics` over plain HTTP/1.0.
