@@ -50,11 +50,18 @@ fn rtsp_camera(name: &str, url: &str, transport: Transport, fps: f64) -> CameraS
         }),
         fps,
         key_frames_only: false,
+        sample_phase: 0.0,
     }
 }
 
 fn file_camera(name: &str, path: &Path, fps: f64) -> CameraSpec {
-    CameraSpec { name: name.into(), source: Source::File(path.to_owned()), fps, key_frames_only: false }
+    CameraSpec {
+        name: name.into(),
+        source: Source::File(path.to_owned()),
+        fps,
+        key_frames_only: false,
+        sample_phase: 0.0,
+    }
 }
 
 /// Quick reconnects and short stall detection, for tests.
@@ -315,7 +322,7 @@ struct Decoded {
 fn decode_file(path: &Path, key_frames_only: bool) -> Decoded {
     let mut reader = FileReader::open(path).unwrap();
     let stats = Arc::new(CameraStats::default());
-    let settings = DecodeSettings { fps: 1000.0, key_frames_only };
+    let settings = DecodeSettings { fps: 1000.0, key_frames_only, sample_phase: 0.0 };
     let mut dec =
         Decoder::new("bench".into(), reader.codec_setup(), settings, stats.clone(), Arc::default()).unwrap();
     let base = SystemTime::now();

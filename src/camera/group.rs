@@ -33,6 +33,16 @@ impl GroupSpec {
     }
 }
 
+/// Spreads the sampling phases of the cameras of `groups` evenly over the sampling interval, in
+/// order, so that the process's detection threads get a steady stream of frames (see the
+/// decoder's `Sampler`) rather than every camera's frame at the same instant.
+pub fn spread_sample_phases(groups: &mut [GroupSpec]) {
+    let n = groups.iter().map(|g| g.cameras.len()).sum::<usize>().max(1);
+    for (i, cam) in groups.iter_mut().flat_map(|g| g.cameras.iter_mut()).enumerate() {
+        cam.sample_phase = i as f64 / n as f64;
+    }
+}
+
 /// Reconnect and timeout settings shared by a group's cameras.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupOptions {

@@ -46,7 +46,7 @@ pub use detect::{CROP_SIZE, DetectPool, DetectedFrame, FaceCrop, FaceSink, JPEG_
 pub use error::{CameraError, SessionEnd, error_chain};
 pub use file::FileReader;
 pub use frame::Frame;
-pub use group::{GroupIngest, GroupOptions, GroupSpec, yunet_detectors};
+pub use group::{GroupIngest, GroupOptions, GroupSpec, spread_sample_phases, yunet_detectors};
 pub use rtsp::RtspSource;
 pub use session::Timeouts;
 pub(crate) use session::{KeyGate, SessionCtx};

@@ -26,6 +26,9 @@ pub struct CameraSpec {
     pub fps: f64,
     /// Decode key frames only.
     pub key_frames_only: bool,
+    /// Where in each sampling interval this camera's samples fall, a fraction in [0, 1):
+    /// [`super::spread_sample_phases`] spreads a process's cameras over the interval.
+    pub sample_phase: f64,
 }
 
 impl CameraSpec {
@@ -55,6 +58,7 @@ impl CameraSpec {
             source,
             fps: cam.fps,
             key_frames_only: cam.key_frames_only,
+            sample_phase: 0.0,
         })
     }
 

@@ -126,7 +126,11 @@ impl CameraTask {
             stats: self.stats.clone(),
             slot: self.slot.clone(),
             numbers: self.numbers.clone(),
-            settings: DecodeSettings { fps: self.spec.fps, key_frames_only: self.spec.key_frames_only },
+            settings: DecodeSettings {
+                fps: self.spec.fps,
+                key_frames_only: self.spec.key_frames_only,
+                sample_phase: self.spec.sample_phase,
+            },
             timeouts: self.timeouts,
             token: token.clone(),
         };

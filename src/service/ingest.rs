@@ -62,9 +62,13 @@ pub fn start(
     let opts = crate::vision::SessionOptions { intra_threads: 1, ..Default::default() };
     let selected = app::select_groups(config, names)?;
     let sink = Arc::new(RedisSink::new(bus.clone(), config, &selected, health.clone(), token.clone()));
+    let mut specs = selected
+        .iter()
+        .map(|g| GroupSpec::from_config(g, config).with_context(|| format!("group {}", g.name)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    camera::spread_sample_phases(&mut specs);
     let mut groups = Vec::new();
-    for group in selected {
-        let spec = GroupSpec::from_config(group, config).with_context(|| format!("group {}", group.name))?;
+    for (group, spec) in selected.into_iter().zip(specs) {
         let detectors = camera::yunet_detectors(runtime, &config.detector, &opts, group.detect_threads)?;
         let cameras = spec.cameras.len();
         let ingest = GroupIngest::start(

@@ -42,8 +42,10 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     for (name, w, h) in [("720p", 1280, 720), ("1080p", 1920, 1080)] {
         let clip = make_clip(&args.photos, name, w, h, args.seconds)?;
         // fps 0.01: every frame is decoded, almost none converted to RGB.
-        let decode_only = decode(&clip, DecodeSettings { fps: 0.01, key_frames_only: false })?;
-        let with_rgb = decode(&clip, DecodeSettings { fps: 60.0, key_frames_only: false })?;
+        let decode_only =
+            decode(&clip, DecodeSettings { fps: 0.01, key_frames_only: false, sample_phase: 0.0 })?;
+        let with_rgb =
+            decode(&clip, DecodeSettings { fps: 60.0, key_frames_only: false, sample_phase: 0.0 })?;
         let cli = ffmpeg_cli(&clip)?;
         println!(
             "{name:<7} {:>14.0} {:>16.0} {:>14.0} {:>7.2}x",
@@ -58,9 +60,9 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     let video = f64::from(args.seconds);
     println!("\nCPU per 720p camera at 25 fps (share of one core; decode + RGB of the sampled frames)");
     for (label, settings) in [
-        ("every frame to RGB", DecodeSettings { fps: 25.0, key_frames_only: false }),
-        ("sampled at 2 fps", DecodeSettings { fps: 2.0, key_frames_only: false }),
-        ("key frames only", DecodeSettings { fps: 2.0, key_frames_only: true }),
+        ("every frame to RGB", DecodeSettings { fps: 25.0, key_frames_only: false, sample_phase: 0.0 }),
+        ("sampled at 2 fps", DecodeSettings { fps: 2.0, key_frames_only: false, sample_phase: 0.0 }),
+        ("key frames only", DecodeSettings { fps: 2.0, key_frames_only: true, sample_phase: 0.0 }),
     ] {
         let r = decode(&clip, settings)?;
         println!(
