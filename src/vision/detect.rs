@@ -1,7 +1,9 @@
 //! YuNet face detection (OpenCV Zoo `face_detection_yunet_2023mar.onnx`).
 //!
-//! The model takes a fixed `[1, 3, 640, 640]` BGR tensor of raw 0..255 values, so every frame is
-//! letterboxed (see [`super::letterbox`]). It is anchor-free: each of the three strides (8, 16, 32)
+//! The model takes a `[1, 3, H, W]` BGR tensor of raw 0..255 values. The shipped file's H and W
+//! are dynamic, so each frame is scaled to a long side of `input_size` and padded to a multiple of
+//! 32 only; a model with a fixed square input gets that square (see [`super::letterbox`]). It is
+//! anchor-free: each of the three strides (8, 16, 32)
 //! predicts one face per grid cell, decoded as in OpenCV's `FaceDetectorYN` (the formula is in
 //! `models/README.md`), then greedy NMS, then back to the frame's pixels.
 
@@ -17,6 +19,8 @@ use super::runtime::{Runtime, SessionOptions};
 use super::{Detector, VisionError};
 
 const STRIDES: [usize; 3] = [8, 16, 32];
+/// A dynamic input's sides are padded to a multiple of this, so every stride's grid is whole.
+const COARSEST_STRIDE: u32 = 32;
 const INPUT: &str = "input";
 
 /// The `[detector]` table of `cameras.toml`.
@@ -36,7 +40,8 @@ pub struct DetectorSpec {
     /// At most this many candidates (best first) enter NMS. Default 5000 (OpenCV's).
     #[serde(default = "default_top_k")]
     pub top_k: usize,
-    /// Side of the square model input. Default 640, the size YuNet 2023mar is exported with.
+    /// The long side frames are scaled to (the side of a fixed square model input). Default 640,
+    /// the size YuNet 2023mar is exported with.
     #[serde(default = "default_input_size")]
     pub input_size: u32,
 }
@@ -124,28 +129,33 @@ pub struct YuNet {
 
 impl YuNet {
     /// Loads the model and checks that its input is `[1, 3, S, S]` with `S = spec.input_size`
-    /// and that the twelve `cls/obj/bbox/kps_{8,16,32}` outputs exist.
+    /// (frames letterboxed to that square) or has a dynamic height and width (frames scaled to
+    /// a long side of `S` and padded to a multiple of 32 only), and that the twelve
+    /// `cls/obj/bbox/kps_{8,16,32}` outputs exist.
     pub fn load(rt: &Runtime, spec: DetectorSpec, opts: &SessionOptions) -> Result<YuNet, VisionError> {
         let session = rt.session(&spec.model, opts)?;
         let mismatch = |detail: String| VisionError::ModelMismatch { model: spec.model.clone(), detail };
         let s = i64::from(spec.input_size);
-        match session.inputs().iter().find(|i| i.name() == INPUT) {
+        let letterbox = match session.inputs().iter().find(|i| i.name() == INPUT) {
             None => return Err(mismatch(format!("no input named `{INPUT}`"))),
-            Some(i) => {
-                let shape = i.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
-                if shape != [1, 3, s, s] {
+            Some(i) => match i.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default()[..] {
+                [1, 3, h, w] if h == s && w == s => Letterbox::new(spec.input_size),
+                // Dynamic height and width (the shipped model, see models/README.md): each frame at
+                // its own aspect ratio, padded to the coarsest stride.
+                [1, 3, h, w] if h < 0 && w < 0 => Letterbox::fitting(spec.input_size, COARSEST_STRIDE),
+                ref shape => {
                     return Err(mismatch(format!(
-                        "input `{INPUT}` has shape {shape:?}, expected [1, 3, {s}, {s}]"
+                        "input `{INPUT}` has shape {shape:?}, expected [1, 3, {s}, {s}] or a dynamic \
+                         height and width"
                     )));
                 }
-            }
-        }
+            },
+        };
         for name in output_names() {
             if !session.outputs().iter().any(|o| o.name() == name) {
                 return Err(mismatch(format!("no output named `{name}`")));
             }
         }
-        let letterbox = Letterbox::new(spec.input_size);
         Ok(YuNet { session, spec, letterbox })
     }
 
@@ -165,13 +175,13 @@ impl Detector for YuNet {
             return Ok(Vec::new());
         }
         let (sx, sy) = self.letterbox.fill(img);
-        let size = self.spec.input_size as usize;
+        let (width, height) = self.letterbox.dims();
         let fail = |reason: String| VisionError::Inference {
             stage: "detect",
             model: self.spec.model.clone(),
             reason,
         };
-        let input = TensorRef::from_array_view(([1usize, 3, size, size], self.letterbox.tensor()))
+        let input = TensorRef::from_array_view(([1usize, 3, height, width], self.letterbox.tensor()))
             .map_err(|e| fail(e.to_string()))?;
         let outputs = self.session.run(ort::inputs![INPUT => input]).map_err(|e| fail(e.to_string()))?;
         let mut cands = Vec::new();
@@ -182,7 +192,7 @@ impl Detector for YuNet {
                 v.try_extract_tensor::<f32>().map(|(_, d)| d).map_err(|e| fail(format!("{name}: {e}")))
             };
             let raw = RawStride { cls: get("cls")?, obj: get("obj")?, bbox: get("bbox")?, kps: get("kps")? };
-            decode_stride(stride, size, &raw, self.spec.score_threshold, &mut cands)
+            decode_stride(stride, (width, height), &raw, self.spec.score_threshold, &mut cands)
                 .map_err(|e| fail(format!("stride {stride}: {e}")))?;
         }
         drop(outputs);
@@ -211,13 +221,13 @@ pub struct RawStride<'a> {
 /// `threshold`, appended to `out`.
 pub fn decode_stride(
     stride: usize,
-    size: usize,
+    (width, height): (usize, usize),
     raw: &RawStride<'_>,
     threshold: f32,
     out: &mut Vec<Detection>,
 ) -> Result<(), String> {
-    let cols = size / stride;
-    let n = cols * cols;
+    let cols = width / stride;
+    let n = cols * (height / stride);
     if raw.cls.len() != n || raw.obj.len() != n || raw.bbox.len() != 4 * n || raw.kps.len() != 10 * n {
         return Err(format!(
             "unexpected output sizes cls {} obj {} bbox {} kps {} for {n} cells",
@@ -315,14 +325,18 @@ mod tests {
         kps[20..30].copy_from_slice(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]);
         let raw = RawStride { cls: &cls, obj: &obj, bbox: &bbox, kps: &kps };
         let mut out = Vec::new();
-        decode_stride(8, 16, &raw, 0.5, &mut out).unwrap();
+        decode_stride(8, (16, 16), &raw, 0.5, &mut out).unwrap();
         assert_eq!(out.len(), 1);
         let d = &out[0];
         assert!((d.score - 0.9).abs() < 1e-6);
         // cx = (0 + 0.5) * 8 = 4, cy = (1 + 0.25) * 8 = 10, w = 8, h = 16.
         assert_eq!(d.bbox, BBox { x: 0.0, y: 2.0, w: 8.0, h: 16.0 });
         assert!((d.landmarks[0][0] - 0.8).abs() < 1e-5 && (d.landmarks[0][1] - 9.6).abs() < 1e-5);
-        assert!(decode_stride(8, 32, &raw, 0.5, &mut out).is_err());
+        assert!(decode_stride(8, (32, 32), &raw, 0.5, &mut out).is_err());
+        // The same four cells as a 32x8 input: one row of four, cell 2 at column 2.
+        out.clear();
+        decode_stride(8, (32, 8), &raw, 0.5, &mut out).unwrap();
+        assert_eq!(out[0].bbox, BBox { x: 16.0, y: -6.0, w: 8.0, h: 16.0 });
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Letterbox: resize a frame so that its long side fits the detector's square input, pad right
+//! Letterbox: resize a frame so that its long side fits the detector's input size, pad right
 //! and bottom with 0, and write it as planar BGR `f32` (NCHW) in one pass.
+//!
+//! The padded tensor is either the model's fixed square, or, for a model whose input height and
+//! width are dynamic, the scaled frame itself rounded up to a multiple of the model's largest
+//! stride ([`Letterbox::fitting`]): a 4:3 frame is then 640x480 rather than 640x640, and a 16:9
+//! one 640x384, which cuts a quarter and two fifths of the detector's work.
 //!
 //! This runs on every sampled frame of every camera, so it avoids the obvious costs: the resampling
 //! weights are computed once per frame size, the buffers are reused across frames, the padding is
@@ -133,7 +138,12 @@ fn hpass_dyn(acc: &[f32], t: &FixedTaps, b: &mut [f32], g: &mut [f32], r: &mut [
 #[derive(Debug)]
 pub struct Letterbox {
     size: usize,
-    /// The NCHW tensor data, `3 * size * size`, planes in B, G, R order.
+    /// `None`: the tensor is `size` square. `Some(m)`: it is the scaled frame padded up to
+    /// multiples of `m`.
+    multiple: Option<usize>,
+    /// The tensor's width and height.
+    dims: (usize, usize),
+    /// The NCHW tensor data, `3 * width * height`, planes in B, G, R order.
     tensor: Vec<f32>,
     /// One vertically resampled source-width row, interleaved RGB, `w * 3`.
     acc: Vec<f32>,
@@ -146,10 +156,22 @@ pub struct Letterbox {
 }
 
 impl Letterbox {
+    /// Letterboxes into a `size` square (a model with a fixed square input).
     pub fn new(size: u32) -> Letterbox {
-        let size = size as usize;
+        Self::with(size as usize, None)
+    }
+
+    /// Scales the long side to `size` and pads each side up to a multiple of `multiple` only
+    /// (a model with a dynamic input height and width).
+    pub fn fitting(size: u32, multiple: u32) -> Letterbox {
+        Self::with(size as usize, Some(multiple.max(1) as usize))
+    }
+
+    fn with(size: usize, multiple: Option<usize>) -> Letterbox {
         Letterbox {
             size,
+            multiple,
+            dims: (size, size),
             tensor: vec![0.0; 3 * size * size],
             acc: Vec::new(),
             prepared: None,
@@ -176,9 +198,9 @@ impl Letterbox {
         if self.prepared != Some((w, h)) {
             self.prepare(w, h);
         }
-        let (w, new_w, new_h, size) = (w as usize, self.new_w, self.new_h, self.size);
+        let (w, new_w, new_h, stride) = (w as usize, self.new_w, self.new_h, self.dims.0);
         let src = img.as_raw();
-        let plane = size * size;
+        let plane = self.dims.0 * self.dims.1;
         let (bp, rest) = self.tensor.split_at_mut(plane);
         let (gp, rp) = rest.split_at_mut(plane);
         for y in 0..new_h {
@@ -198,7 +220,7 @@ impl Letterbox {
                 }
             }
             // Horizontal, written straight into the B, G, R planes.
-            let o = y * size;
+            let o = y * stride;
             let (b, g, r) = (&mut bp[o..o + new_w], &mut gp[o..o + new_w], &mut rp[o..o + new_w]);
             let xt = &self.xt;
             match xt.k {
@@ -214,9 +236,14 @@ impl Letterbox {
         (new_w as f32 / w as f32, new_h as f32 / h as f32)
     }
 
-    /// The tensor written by the last [`fill`](Self::fill): `[1, 3, size, size]`, BGR planes.
+    /// The tensor written by the last [`fill`](Self::fill): `[1, 3, height, width]`, BGR planes.
     pub fn tensor(&self) -> &[f32] {
         &self.tensor
+    }
+
+    /// The tensor's `(width, height)` for the last frame filled (`size` square before any).
+    pub fn dims(&self) -> (usize, usize) {
+        self.dims
     }
 
     fn prepare(&mut self, w: u32, h: u32) {
@@ -227,8 +254,13 @@ impl Letterbox {
         self.acc = vec![0.0; w as usize * 3];
         self.new_w = nw;
         self.new_h = nh;
+        self.dims = match self.multiple {
+            None => (self.size, self.size),
+            Some(m) => (nw.div_ceil(m) * m, nh.div_ceil(m) * m),
+        };
         // The content area is overwritten by every fill; zero the rest once per frame size.
-        self.tensor.fill(0.0);
+        self.tensor.clear();
+        self.tensor.resize(3 * self.dims.0 * self.dims.1, 0.0);
         self.prepared = Some((w, h));
     }
 }
@@ -306,6 +338,26 @@ mod tests {
         // Row 319 is content, row 320 onwards is padding.
         assert!(t[319 * 640] > 0.0);
         assert!(t[320 * 640..plane].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn fitting_pads_the_scaled_frame_to_the_multiple_only() {
+        let mut lb = Letterbox::fitting(640, 32);
+        // 4:3 at scale 1: no padding at all.
+        let img = RgbImage::from_pixel(640, 480, image::Rgb([1, 2, 3]));
+        assert_eq!(lb.fill(&img), (1.0, 1.0));
+        assert_eq!(lb.dims(), (640, 480));
+        assert_eq!(lb.tensor().len(), 3 * 640 * 480);
+        assert!(lb.tensor()[..640 * 480].iter().all(|&v| v == 3.0), "B plane first");
+        // 16:9 HD: 640x360 of content, padded to 640x384.
+        lb.fill(&RgbImage::from_pixel(1920, 1080, image::Rgb([9, 9, 9])));
+        assert_eq!(lb.dims(), (640, 384));
+        let t = lb.tensor();
+        assert!(t[..360 * 640].iter().all(|&v| (v - 9.0).abs() < 1e-4));
+        assert!(t[360 * 640..384 * 640].iter().all(|&v| v == 0.0));
+        // Portrait: the height is the long side.
+        lb.fill(&RgbImage::new(300, 400));
+        assert_eq!(lb.dims(), (480, 640));
     }
 
     #[test]
