@@ -2,7 +2,7 @@
 """A real RTSP server for redeye's tests, demo and benchmarks: GStreamer's gst-rtsp-server through
 GObject introspection.
 
-    /usr/bin/python3 scripts/rtsp_server.py [--loop | --freeze-after SECONDS] PORT MOUNT=FILE ...
+    /usr/bin/python3 scripts/rtsp_server.py [--loop | --freeze-after SECONDS] PORT MOUNT=FILE[@START] ...
 
 Serves each mp4 FILE at rtsp://127.0.0.1:PORT/MOUNT without re-encoding (demux, parse, RTP
 payload), over TCP (interleaved) or UDP, as the client asks, in real time. Each client gets its own
@@ -13,7 +13,9 @@ Without `--loop` a clip plays once and the session then stays open with no more 
 that froze does: what the stall tests need. With `--loop` a clip plays without end, as a live camera
 does: the clip's access units are read once into memory and pushed again and again through an
 `appsrc`, each pass shifted by the clip's length, so timestamps (and the RTP clock) run on without a
-jump and B-frames keep their order. With `--freeze-after SECONDS` the clip loops the same way but
+jump and B-frames keep their order; `MOUNT=FILE@START` starts every pass of that mount at the key
+frame at or after START seconds of the clip (the benchmark's cameras see the same clip out of
+step, as people do not walk in front of every camera at once). With `--freeze-after SECONDS` the clip loops the same way but
 stops after SECONDS of video without ending the stream: RTCP goes on, video does not, as from a
 camera whose encoder hung (a server that ends a clip may or may not send an RTCP BYE first; this
 never does).
@@ -91,15 +93,28 @@ class Clip:
         end = max(u[0] + (u[2] if u[2] != Gst.CLOCK_TIME_NONE else 0) for u in self.units)
         self.period = end - first_shown
         self.origin = min(u[1] if u[1] != Gst.CLOCK_TIME_NONE else u[0] for u in self.units)
+        self.first_shown = first_shown
+
+    def start_at(self, seconds: float):
+        """The index of the key frame at or after `seconds` (the first unit when none), and how
+        far into the clip it is shown, in ns."""
+        want = self.first_shown + int(seconds * 1_000_000_000)
+        for i, (pts, _dts, _dur, key, _data) in enumerate(self.units):
+            if key and pts >= want:
+                return i, pts - self.first_shown
+        return 0, 0
 
 
 class LoopFactory(GstRtspServer.RTSPMediaFactory):
     """Each client's pipeline is an appsrc fed with the clip's units, pass after pass."""
 
-    def __init__(self, clip: Clip, freeze_after_ns=None):
+    def __init__(self, clip: Clip, freeze_after_ns=None, start=0.0):
         super().__init__()
         self.clip = clip
         self.freeze_after_ns = freeze_after_ns
+        # Passes begin at unit `first`; `skip` ns of the clip are left out of the timestamps, so
+        # the session's first frame is shown at 0 and the wrap to unit 0 continues without a jump.
+        self.first, self.skip = clip.start_at(start)
         codec = clip.codec
         self.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=false ! "
@@ -110,7 +125,7 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
     def on_configure(self, _factory, media):
         src = media.get_element().get_by_name_recurse_up("src")
         src.set_property("caps", self.clip.caps)
-        state = {"i": 0, "pass": 0}
+        state = {"i": self.first, "pass": 0}
         src.connect("need-data", self.on_need_data, state)
 
     def on_need_data(self, src, _length, state):
@@ -118,7 +133,7 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
         # A few units per call keep the queue fed without reading ahead by much.
         for _ in range(4):
             pts, dts, duration, key, data = clip.units[state["i"]]
-            shift = state["pass"] * clip.period - clip.origin
+            shift = state["pass"] * clip.period - clip.origin - self.skip
             if self.freeze_after_ns is not None and pts + shift >= self.freeze_after_ns:
                 return  # frozen: no more video, the session stays
             buf = Gst.Buffer.new_wrapped(data)
@@ -160,20 +175,33 @@ def main() -> int:
     for arg in args[1:]:
         mount, sep, path = arg.partition("=")
         if not sep or not mount or not path:
-            print(f"bad argument {arg!r}: expected MOUNT=FILE", file=sys.stderr)
+            print(f"bad argument {arg!r}: expected MOUNT=FILE[@START]", file=sys.stderr)
             return 2
+        start = 0.0
+        if "@" in path and not os.path.isfile(path):
+            path, _, at = path.rpartition("@")
+            try:
+                start = float(at)
+            except ValueError:
+                print(f"bad argument {arg!r}: START must be seconds", file=sys.stderr)
+                return 2
+            if not (loop or freeze_after_ns is not None):
+                print(f"bad argument {arg!r}: @START needs --loop", file=sys.stderr)
+                return 2
         if not os.path.isfile(path):
             print(f"no such file: {path}", file=sys.stderr)
             return 2
         path = os.path.abspath(path)
         if loop or freeze_after_ns is not None:
-            factory = LoopFactory(Clip(path), freeze_after_ns)
+            factory = LoopFactory(Clip(path), freeze_after_ns, start)
         else:
             factory = GstRtspServer.RTSPMediaFactory()
             factory.set_launch(launch_line(path))
         factory.set_shared(False)
         mounts.add_factory("/" + mount.strip("/"), factory)
         mode = " (looping)" if loop else ""
+        if start:
+            mode += f" from {start:g} s"
         if freeze_after_ns is not None:
             mode = f" (freezing after {freeze_after_ns / 1e9:g} s)"
         print(f"mount /{mount.strip('/')} -> {path}{mode}", file=sys.stderr)
