@@ -5,7 +5,9 @@
 //! costs an embedding. A [`Tracker`] follows faces from one sampled frame to the next, SORT style
 //! (Bewley et al. 2016): a constant-velocity Kalman filter per track predicts its box at the
 //! frame's capture time (`kalman.rs`), detections are assigned to predictions by IoU with the
-//! Hungarian method (`assign.rs`), and unmatched detections start tracks. A track is *tentative*
+//! Hungarian method (`assign.rs`); a track its prediction missed may still take a leftover
+//! detection overlapping its last observed box (a head that turned back between two samples),
+//! and unmatched detections start tracks. A track is *tentative*
 //! until seen in `min_hits` frames, *confirmed* after, and ends when unseen for `max_age_ms`.
 //! Only confirmed tracks send shots, as `shots.rs` decides from each face's [`quality()`].
 //!

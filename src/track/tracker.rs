@@ -97,6 +97,7 @@ impl Tracker {
         let predicted: Vec<BBox> = self.tracks.iter().map(|t| t.filter.bbox()).collect();
         let boxes: Vec<BBox> = faces.iter().map(|f| f.bbox).collect();
         let mut pairs = match_iou(&predicted, &boxes, self.iou);
+        self.match_last_observed(&boxes, &mut pairs);
         self.match_once_seen(ts_ms, &boxes, &mut pairs);
 
         let mut decisions: Vec<Option<FaceDecision>> = vec![None; faces.len()];
@@ -141,17 +142,40 @@ impl Tracker {
         self.tracks.iter().filter(|t| t.shots.sent > 0).map(|t| t.id.as_str())
     }
 
-    /// Tracks seen only once have no velocity yet, so a fast face may not overlap its prediction:
-    /// pair the leftovers by distance (see [`match_nearby`]).
-    fn match_once_seen(&self, ts_ms: u64, boxes: &[BBox], pairs: &mut Vec<(usize, usize)>) {
+    /// The tracks and detections `pairs` leaves unmatched, tracks those `want` accepts.
+    fn leftovers(
+        &self,
+        boxes: &[BBox],
+        pairs: &[(usize, usize)],
+        want: impl Fn(&Track) -> bool,
+    ) -> (Vec<usize>, Vec<usize>) {
         let (mut used_t, mut used_d) = (vec![false; self.tracks.len()], vec![false; boxes.len()]);
-        for &(t, d) in pairs.iter() {
+        for &(t, d) in pairs {
             used_t[t] = true;
             used_d[d] = true;
         }
-        let tracks: Vec<usize> =
-            (0..self.tracks.len()).filter(|&t| !used_t[t] && self.tracks[t].hits == 1).collect();
-        let dets: Vec<usize> = (0..boxes.len()).filter(|&d| !used_d[d]).collect();
+        let tracks = (0..self.tracks.len()).filter(|&t| !used_t[t] && want(&self.tracks[t])).collect();
+        (tracks, (0..boxes.len()).filter(|&d| !used_d[d]).collect())
+    }
+
+    /// At 2 sampled frames a second, a head that turns back (a nod, a glance) leaves the
+    /// constant-velocity prediction half a second of motion off, and the face no longer overlaps
+    /// it: pair the leftovers by IoU with each track's last *observed* box instead, rather than
+    /// split the visit (observation-centric recovery, as in OC-SORT, Cao et al. 2023).
+    fn match_last_observed(&self, boxes: &[BBox], pairs: &mut Vec<(usize, usize)>) {
+        let (tracks, dets) = self.leftovers(boxes, pairs, |_| true);
+        if tracks.is_empty() || dets.is_empty() {
+            return;
+        }
+        let last: Vec<BBox> = tracks.iter().map(|&t| self.tracks[t].last_box).collect();
+        let det_boxes: Vec<BBox> = dets.iter().map(|&d| boxes[d]).collect();
+        pairs.extend(match_iou(&last, &det_boxes, self.iou).into_iter().map(|(t, d)| (tracks[t], dets[d])));
+    }
+
+    /// Tracks seen only once have no velocity yet, so a fast face may not overlap its prediction:
+    /// pair the leftovers by distance (see [`match_nearby`]).
+    fn match_once_seen(&self, ts_ms: u64, boxes: &[BBox], pairs: &mut Vec<(usize, usize)>) {
+        let (tracks, dets) = self.leftovers(boxes, pairs, |t| t.hits == 1);
         if tracks.is_empty() || dets.is_empty() {
             return;
         }
@@ -286,6 +310,20 @@ mod tests {
             assert_eq!(out.faces[0].first_seen_ms, 1_000);
             assert!(out.ended.is_empty());
             assert_eq!(out.started.is_empty(), i != 1, "confirmed at the second frame only");
+        }
+        assert_eq!(t.live(), 1);
+    }
+
+    #[test]
+    fn a_face_that_turns_back_keeps_its_id() {
+        let mut t = Tracker::new("door", &config());
+        // Moving right 60 px a frame (120 px/s at 2 fps), then back by 30 px: the prediction is
+        // at x = 240, which the 100 px face at 150 barely overlaps; its last box at 180 does.
+        let xs = [0.0, 60.0, 120.0, 180.0, 150.0, 120.0];
+        let track = id(&t.update(0, &[face(xs[0], 100.0, 100.0)]), 0);
+        for (i, &x) in xs.iter().enumerate().skip(1) {
+            let out = t.update(500 * i as u64, &[face(x, 100.0, 100.0)]);
+            assert_eq!(id(&out, 0), track, "frame {i} at x = {x}");
         }
         assert_eq!(t.live(), 1);
     }
