@@ -28,7 +28,7 @@ pub enum Stage {
     Decode,
     /// YuNet on one frame (detection thread).
     Detect,
-    /// One accepted face: alignment, sharpness gate, JPEG, MD5.
+    /// One accepted face: alignment and the sharpness gate.
     Align,
     /// One batch of crops through the recogniser.
     Embed,

@@ -5,8 +5,8 @@
 //! CameraTask (async, one per camera)        decode-<cam> thread          detect-<group>-<i> threads
 //!   rtsp.rs: retina DESCRIBE/SETUP/PLAY  ─┐
 //!   file.rs: file-<cam> thread, paced   ──┴─► bounded packet queue ─► Decoder ─► FrameSlots ─► detect → gate
-//!                                             (drop + resync at key      (sample fps,  (one frame     → align → JPEG
-//!                                              frame when full)           RGB)          per camera)     → md5 → FaceSink
+//!                                             (drop + resync at key      (sample fps,  (one frame     → align
+//!                                              frame when full)           RGB)          per camera)     → FaceSink
 //! ```
 //!
 //! # Layout
@@ -42,7 +42,9 @@ mod task;
 pub use crate::backoff::{Backoff, BackoffPolicy};
 pub use crate::instrument::DropReason;
 pub use decode::{DecodeError, DecodeSettings, Decoder, EncodedFrame, VideoCodec};
-pub use detect::{CROP_SIZE, DetectPool, DetectedFrame, FaceCrop, FaceSink, JPEG_QUALITY, encode_jpeg};
+pub use detect::{
+    CROP_SIZE, DetectPool, DetectedFrame, EncodedCrop, FaceCrop, FaceSink, JPEG_QUALITY, encode_jpeg,
+};
 pub use error::{CameraError, SessionEnd, error_chain};
 pub use file::FileReader;
 pub use frame::Frame;

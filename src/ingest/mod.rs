@@ -53,7 +53,8 @@ pub struct SinkStats {
     pub cache_misses: AtomicU64,
     /// Hand-offs that failed and were retried (each retry counts once).
     pub retries: AtomicU64,
-    /// Crops never handed off: the hand-off stopped on a fatal error, or shutdown came first.
+    /// Crops never handed off: the hand-off stopped on a fatal error, shutdown came first, or
+    /// (a bug) the crop could not be encoded.
     pub lost: AtomicU64,
     /// Crops and shots refused because their faces stream held `faces_stream_maxlen`
     /// unfinished entries (workers fell behind).
@@ -138,9 +139,20 @@ impl RedisSink {
         self.trackers.as_ref()
     }
 
-    fn entry(&self, crop: FaceCrop) -> FaceEntry {
-        FaceEntry {
-            md5: crop.md5,
+    /// The faces stream entry of a crop handed off, encoded here (JPEG, MD5) rather than on
+    /// detection: most accepted faces are never sent. `None` (counted as lost) when the crop
+    /// cannot be encoded, which for an in-memory RGB image would be a bug.
+    fn entry(&self, crop: FaceCrop) -> Option<FaceEntry> {
+        let encoded = match crop.encode() {
+            Ok(e) => e,
+            Err(e) => {
+                self.stats.lost.fetch_add(1, Relaxed);
+                warn!(camera = %crop.camera, error = %e, "Cannot encode a face crop; not handed off.");
+                return None;
+            }
+        };
+        Some(FaceEntry {
+            md5: encoded.md5,
             camera: crop.camera.to_string(),
             group: crop.group.to_string(),
             capture_ts: millis_of(crop.capture_time),
@@ -148,10 +160,10 @@ impl RedisSink {
             bbox: crop.bbox,
             score: crop.score,
             landmarks: crop.landmarks,
-            crop: crop.jpeg,
+            crop: encoded.jpeg,
             crop_size: self.crop_size,
             model: self.model.clone(),
-        }
+        })
     }
 
     /// One attempt: cache lookup, then an event or an XADD.
@@ -309,7 +321,7 @@ impl RedisSink {
 
     /// Without tracking: the crop's cached result, or the faces stream.
     async fn hand_off_untracked(&self, crop: FaceCrop) {
-        let entry = self.entry(crop);
+        let Some(entry) = self.entry(crop) else { return };
         match self.persist(&entry.camera, "face crop", || self.hand_off(&entry)).await {
             Some(HandOff::Cached) => _ = self.stats.cache_hits.fetch_add(1, Relaxed),
             Some(HandOff::Enqueued) => {
@@ -327,7 +339,7 @@ impl RedisSink {
         let mut faces: Vec<Option<FaceCrop>> = frame.faces.into_iter().map(Some).collect();
         for shot in &plan.shots {
             let Some(crop) = faces.get_mut(shot.index).and_then(Option::take) else { continue };
-            let entry = self.entry(crop);
+            let Some(entry) = self.entry(crop) else { continue };
             match self.persist(&entry.camera, "shot", || self.send_shot(&entry, shot)).await {
                 Some(true) => {
                     if let Some(stats) = &plan.stats {

@@ -213,8 +213,6 @@ mod tests {
             landmarks: ARCFACE_TEMPLATE.map(|[lx, ly]| [x + lx * k, 10.0 + ly * k]),
             sharpness: 300.0,
             crop: image::RgbImage::new(1, 1),
-            jpeg: Vec::new(),
-            md5: String::new(),
         }
     }
 
