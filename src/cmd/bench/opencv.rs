@@ -4,11 +4,13 @@
 //! `opencv-python-headless` wheel is the stock build most people would compare against.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::measure::Sample;
 
@@ -43,22 +45,33 @@ pub fn check() -> Result<(), String> {
 
 /// Runs the script at `threads` threads over `photos` and parses its report.
 pub fn run(threads: usize, seconds: f64, models: &Path, photos: &[PathBuf]) -> anyhow::Result<Report> {
+    let mut args: Vec<OsString> = ["--seconds".into(), seconds.to_string().into(), "--models".into()].into();
+    args.push(models.into());
+    args.extend(photos.iter().map(OsString::from));
+    run_json(SCRIPT, threads, args)
+}
+
+/// Runs `script` with the venv's interpreter, `--threads threads` and `args`, OpenCV (and its
+/// BLAS) kept to that thread count, and parses the one JSON object it prints.
+pub fn run_json<T: DeserializeOwned>(
+    script: &str,
+    threads: usize,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> anyhow::Result<T> {
+    let threads = threads.to_string();
     let out = Command::new(PYTHON)
-        .arg(SCRIPT)
-        .args(["--threads", &threads.to_string(), "--seconds", &seconds.to_string()])
-        .arg("--models")
-        .arg(models)
-        .args(photos)
-        // Keep OpenCV (and its BLAS) to the thread count asked for.
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .env("OPENBLAS_NUM_THREADS", threads.to_string())
+        .arg(script)
+        .args(["--threads", &threads])
+        .args(args)
+        .env("OMP_NUM_THREADS", &threads)
+        .env("OPENBLAS_NUM_THREADS", &threads)
         .output()
-        .with_context(|| format!("cannot run {PYTHON} {SCRIPT}"))?;
+        .with_context(|| format!("cannot run {PYTHON} {script}"))?;
     anyhow::ensure!(
         out.status.success(),
-        "{SCRIPT} failed ({}):\n{}",
+        "{script} failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).with_context(|| format!("cannot parse the JSON {SCRIPT} printed"))
+    serde_json::from_slice(&out.stdout).with_context(|| format!("cannot parse the JSON {script} printed"))
 }

@@ -554,26 +554,13 @@ impl Bench<'_> {
     }
 
     fn opencv_step(&self, n: usize, fps: f64) -> anyhow::Result<Step> {
-        let threads = self.args.threads.to_string();
-        let out = Command::new(super::opencv::PYTHON)
-            .arg(OPENCV_SCRIPT)
-            .args(["--fps", &fps.to_string(), "--threads", &threads, "--mode", &self.args.opencv_mode])
-            .args(["--warmup", &self.args.warmup.to_string(), "--seconds", &self.args.seconds.to_string()])
-            .args(["--models", "models", "--photo", PHOTO])
-            .args((0..n).map(|i| self.url(i)))
-            .env("OMP_NUM_THREADS", &threads)
-            .env("OPENBLAS_NUM_THREADS", &threads)
-            .stderr(Stdio::piped())
-            .output()
-            .with_context(|| format!("cannot run {OPENCV_SCRIPT}"))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{OPENCV_SCRIPT} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: OpenCvReport = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("cannot parse the JSON {OPENCV_SCRIPT} printed"))?;
+        let (warmup, seconds) = (self.args.warmup.to_string(), self.args.seconds.to_string());
+        let mut args =
+            vec!["--fps".to_owned(), fps.to_string(), "--mode".into(), self.args.opencv_mode.clone()];
+        args.extend(["--warmup".into(), warmup, "--seconds".into(), seconds]);
+        args.extend(["--models".into(), "models".into(), "--photo".into(), PHOTO.into()]);
+        args.extend((0..n).map(|i| self.url(i)));
+        let r: OpenCvReport = super::opencv::run_json(OPENCV_SCRIPT, self.args.threads, args)?;
         let mut ttn_ms = r.ttn_ms;
         ttn_ms.sort_unstable();
         let mut step = Step {
