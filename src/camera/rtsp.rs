@@ -124,7 +124,7 @@ impl WallClock {
     /// session, until the fastest frame is seen; from then on the spacing is the camera's.
     pub fn capture_time(&mut self, ts: retina::Timestamp, received: SystemTime) -> SystemTime {
         let rtp = i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get());
-        let bound = micros_since_epoch(received) - rtp;
+        let bound = i128::from(super::decode::micros_since_epoch(received)) - rtp;
         let origin = match self.origin {
             Some(o) if bound < o => {
                 self.late_since = None;
@@ -160,13 +160,6 @@ impl WallClock {
         }
         self.recent.push_back((rtp, t));
         from_micros_since_epoch(t)
-    }
-}
-
-fn micros_since_epoch(t: SystemTime) -> i128 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i128,
-        Err(e) => -(e.duration().as_micros() as i128),
     }
 }
 
