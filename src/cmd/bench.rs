@@ -146,6 +146,11 @@ fn load_average() -> String {
     text.split_whitespace().next().unwrap_or("?").to_owned()
 }
 
+/// A TCP port free on the loopback now, for a server the benchmark starts.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Every image file in `dir`, sorted (the OpenCV side gets the same list).
 fn photo_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let is_image = |p: &Path| {

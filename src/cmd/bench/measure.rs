@@ -46,15 +46,20 @@ pub struct Stats {
     pub p99_ms: f64,
 }
 
+/// Nearest rank: the smallest value of `sorted` with at least `p` of the values at or below it;
+/// `None` when empty.
+pub fn nearest_rank<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
+}
+
 impl Stats {
     pub fn of(samples: &[Sample]) -> Stats {
         let total_ms: f64 = samples.iter().map(|s| s.0).sum();
         let items: usize = samples.iter().map(|s| s.1).sum();
         let mut ms: Vec<f64> = samples.iter().map(|s| s.0).collect();
         ms.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest value with at least p of the samples at or below it.
-        let pct =
-            |p: f64| ms.get(((p * ms.len() as f64).ceil() as usize).max(1) - 1).copied().unwrap_or(f64::NAN);
+        let pct = |p: f64| nearest_rank(&ms, p).unwrap_or(f64::NAN);
         Stats {
             rate: if total_ms > 0.0 { items as f64 * 1e3 / total_ms } else { f64::NAN },
             mean_ms: total_ms / samples.len().max(1) as f64,
@@ -80,6 +85,16 @@ pub fn reset_peak_rss() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_rank_of_integers() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(nearest_rank(&v, 0.5), Some(50));
+        assert_eq!(nearest_rank(&v, 0.99), Some(99));
+        assert_eq!(nearest_rank(&[7], 0.99), Some(7));
+        assert_eq!(nearest_rank(&[1, 2, 900, 1200], 0.99), Some(1200));
+        assert_eq!(nearest_rank::<u64>(&[], 0.5), None);
+    }
 
     #[test]
     fn stats_use_nearest_rank_and_total_rate() {

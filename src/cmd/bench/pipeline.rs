@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use super::load_average;
+use super::measure::nearest_rank;
 use super::workers::Server;
+use super::{free_port, load_average};
 use crate::instrument::unix_millis;
 
 #[derive(Debug, clap::Args)]
@@ -311,10 +312,6 @@ impl Drop for RtspServer {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// One step's figures, the same for both systems.
 #[derive(Debug, Clone, Default)]
 struct Step {
@@ -345,18 +342,9 @@ impl Outcome {
     }
 }
 
-/// Nearest rank: the smallest value with at least p of the samples at or below it.
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
 /// The common failure rule on top of each system's own drop or lag check.
 fn judge(step: &mut Step, behind: Option<String>) {
-    step.failed = behind.or_else(|| match percentile(&step.ttn_ms, 0.99) {
+    step.failed = behind.or_else(|| match nearest_rank(&step.ttn_ms, 0.99) {
         None => Some("no visit named in the window".into()),
         Some(p99) if p99 > TTN_LIMIT_MS => Some(format!("time-to-name p99 {p99} ms")),
         Some(_) => None,
@@ -727,7 +715,7 @@ fn table(fps: f64, ours: &Outcome, theirs: Option<&Outcome>) -> String {
     );
     for (who, o) in std::iter::once(("redeye", ours)).chain(theirs.map(|t| ("opencv", t))) {
         for s in &o.steps {
-            let ttn = match (percentile(&s.ttn_ms, 0.5), percentile(&s.ttn_ms, 0.99)) {
+            let ttn = match (nearest_rank(&s.ttn_ms, 0.5), nearest_rank(&s.ttn_ms, 0.99)) {
                 (Some(a), Some(b)) => format!("{a}/{b}"),
                 _ => "-".into(),
             };
@@ -782,16 +770,6 @@ mod tests {
         assert_eq!(run_ramp(6, 100), (vec![1, 2, 4, 6], 6));
         assert_eq!(run_ramp(1, 100), (vec![1], 1));
         assert_eq!(run_ramp(6, 5), (vec![1, 2, 4, 6, 5], 5));
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 0.5), Some(50));
-        assert_eq!(percentile(&v, 0.99), Some(99));
-        assert_eq!(percentile(&[7], 0.99), Some(7));
-        assert_eq!(percentile(&[1, 2, 900, 1200], 0.99), Some(1200));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]

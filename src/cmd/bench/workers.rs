@@ -51,7 +51,7 @@ pub(super) struct Server(Child, pub(super) u16);
 
 impl Server {
     pub(super) fn start() -> anyhow::Result<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = super::free_port()?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .current_dir(std::env::temp_dir())
